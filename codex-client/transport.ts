@@ -1,0 +1,429 @@
+/**
+ * HTTP transport of the Codex client: one undici `Pool` (keep-alive) per client, the API prefix,
+ * auth headers, per-attempt timeouts and abort wiring, bounded retries with backoff for
+ * idempotent calls, mapping of HTTP statuses and socket errors to typed `CodexError`s, and the
+ * observer callbacks (one `onRequest` per HTTP request, `onBytes` for every body byte).
+ *
+ * Each HTTP request is an `Attempt`: it owns an `AbortController` linked to the caller's signal,
+ * and one timer whose meaning depends on the call (`total` deadline for small answers, `headers`
+ * deadline for downloads, `idle` deadline refreshed by upload progress), plus an idle timer armed
+ * while a download waits for body data. undici's own timeouts are disabled so these are the only
+ * clocks. An attempt ends (`finish`) when its body is consumed or destroyed.
+ */
+
+import type { IncomingHttpHeaders } from 'node:http'
+import type { Readable } from 'node:stream'
+import { Pool } from 'undici'
+import { readErrorText } from './body.ts'
+import {
+  CodexAbortError,
+  CodexBadRequestError,
+  CodexEmptyUploadError,
+  CodexError,
+  type CodexErrorInit,
+  CodexHttpError,
+  CodexMarketplaceUnavailableError,
+  CodexNotFoundError,
+  CodexResponseError,
+  CodexTimeoutError,
+  CodexUnavailableError,
+  CodexValidationError,
+  isTransientCodexError,
+} from './errors.ts'
+import { backoffDelayMs, type RetryPolicy, sleep } from './retry.ts'
+
+/** One finished HTTP request, for metrics. */
+export interface CodexRequestEvent {
+  /** Client operation, e.g. `'upload'`, `'download'`, `'exists'`. */
+  readonly operation: string
+  /** Templated route below the API prefix, e.g. `/data/{cid}`. */
+  readonly route: string
+  readonly method: string
+  /** HTTP status, or `'error'` when there was no complete answer (socket error, timeout, abort). */
+  readonly status: number | 'error'
+  readonly durationSeconds: number
+}
+
+/** Observer of the client's traffic (the metrics module turns it into Prometheus metrics). */
+export interface CodexObserver {
+  onRequest(event: CodexRequestEvent): void
+  onBytes(direction: 'in' | 'out', bytes: number): void
+}
+
+export type CodexAuth =
+  | { readonly basic: { readonly username: string; readonly password: string } }
+  | { readonly bearer: string }
+
+export type HttpMethod = 'GET' | 'POST' | 'DELETE' | 'PATCH'
+
+/** What runs the timer of an attempt. */
+export type TimeoutMode = 'total' | 'headers' | 'idle'
+
+/** One logical call (possibly several attempts). */
+export interface CallSpec {
+  readonly operation: string
+  readonly route: string
+  readonly method: HttpMethod
+  /** Path below the API prefix, already URL-encoded, query included. */
+  readonly path: string
+  readonly headers?: Readonly<Record<string, string>>
+  /** Builds the request body for one attempt (retries need a fresh body). */
+  readonly body?: (attempt: Attempt) => Uint8Array | Readable
+  /** Retry on transient failures (only idempotent calls). */
+  readonly retry: boolean
+  readonly cid?: string
+  readonly signal?: AbortSignal
+  readonly timeoutMs: number
+  readonly timeoutMode: TimeoutMode
+  /** Idle timeout while a streamed body waits for data (downloads). */
+  readonly bodyIdleTimeoutMs?: number
+  /** Marketplace route: a 503 `Persistence is not enabled` is `CodexMarketplaceUnavailableError`. */
+  readonly marketplace?: boolean
+  /** Extra non-2xx statuses handed to `consume` instead of being errors (e.g. 416). */
+  readonly acceptStatus?: readonly number[]
+}
+
+/** An answer whose headers arrived; `consume` must read or destroy `body`. */
+export interface Exchange {
+  readonly status: number
+  readonly headers: IncomingHttpHeaders
+  readonly body: Readable
+  readonly attempt: Attempt
+}
+
+/** Largest error body kept for the message (Codex error texts are one line). */
+const ERROR_BODY_LIMIT = 64 * 1024
+
+const UNAVAILABLE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'EPIPE',
+  'ENOTFOUND',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EAI_AGAIN',
+  'ETIMEDOUT',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CLOSED',
+  'UND_ERR_DESTROYED',
+  'UND_ERR_INFO',
+  'UND_ERR_ABORTED',
+])
+const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'])
+
+interface Sink {
+  request(event: CodexRequestEvent): void
+  bytes(direction: 'in' | 'out', bytes: number): void
+}
+
+/** State of one HTTP request. */
+export class Attempt {
+  readonly controller = new AbortController()
+  readonly errorInit: { operation: string; route: string; cid?: string; status?: number }
+  readonly #spec: CallSpec
+  readonly #sink: Sink
+  readonly #startedAt = performance.now()
+  #timer: NodeJS.Timeout | undefined
+  #idleTimer: NodeJS.Timeout | undefined
+  #finished = false
+  #onUserAbort: (() => void) | undefined
+
+  constructor(spec: CallSpec, sink: Sink) {
+    this.#spec = spec
+    this.#sink = sink
+    this.errorInit = { operation: spec.operation, route: spec.route }
+    if (spec.cid !== undefined) this.errorInit.cid = spec.cid
+    const user = spec.signal
+    if (user) {
+      this.#onUserAbort = () =>
+        this.controller.abort(
+          new CodexAbortError('aborted by caller', { ...this.errorInit, cause: user.reason }),
+        )
+      if (user.aborted) this.#onUserAbort()
+      else user.addEventListener('abort', this.#onUserAbort, { once: true })
+    }
+    const what = spec.timeoutMode === 'idle' ? 'no progress' : 'no answer'
+    this.#timer = setTimeout(
+      () => this.#timeout(spec.timeoutMs, `${what} within ${spec.timeoutMs} ms`),
+      spec.timeoutMs,
+    )
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal
+  }
+
+  /** Headers arrived. */
+  onHeaders(status: number): void {
+    this.errorInit.status = status
+    if (this.#spec.timeoutMode === 'headers') this.#clearTimer()
+  }
+
+  /** Upload progress: restarts an `idle` deadline. */
+  touch(): void {
+    if (this.#spec.timeoutMode === 'idle') this.#timer?.refresh()
+  }
+
+  armIdle(): void {
+    const ms = this.#spec.bodyIdleTimeoutMs
+    if (ms === undefined || this.#finished) return
+    if (this.#idleTimer) this.#idleTimer.refresh()
+    else this.#idleTimer = setTimeout(() => this.#timeout(ms, `body idle for ${ms} ms`), ms)
+  }
+
+  disarmIdle(): void {
+    if (this.#idleTimer) {
+      clearTimeout(this.#idleTimer)
+      this.#idleTimer = undefined
+    }
+  }
+
+  bytesIn(bytes: number): void {
+    this.#sink.bytes('in', bytes)
+  }
+
+  bytesOut(bytes: number): void {
+    this.#sink.bytes('out', bytes)
+  }
+
+  /** Ends the attempt once: reports it, clears timers, unlinks the caller's signal. */
+  finish(outcome: 'ok' | 'error'): void {
+    if (this.#finished) return
+    this.#finished = true
+    this.#clearTimer()
+    this.disarmIdle()
+    if (this.#onUserAbort) this.#spec.signal?.removeEventListener('abort', this.#onUserAbort)
+    const status = outcome === 'ok' && this.errorInit.status !== undefined ? this.errorInit.status : 'error'
+    this.#sink.request({
+      operation: this.#spec.operation,
+      route: this.#spec.route,
+      method: this.#spec.method,
+      status,
+      durationSeconds: (performance.now() - this.#startedAt) / 1000,
+    })
+  }
+
+  /** Turns anything thrown during the attempt into a `CodexError`. */
+  translate(err: unknown): CodexError {
+    if (err instanceof CodexError) return err
+    const reason: unknown = this.controller.signal.reason
+    if (this.controller.signal.aborted && reason instanceof CodexError) return reason
+    return classifyFailure(err, this.errorInit)
+  }
+
+  #timeout(ms: number, message: string): void {
+    this.controller.abort(new CodexTimeoutError(message, { ...this.errorInit, timeoutMs: ms }))
+  }
+
+  #clearTimer(): void {
+    if (this.#timer) {
+      clearTimeout(this.#timer)
+      this.#timer = undefined
+    }
+  }
+}
+
+function errorCode(err: unknown): string | undefined {
+  if (typeof err !== 'object' || err === null) return undefined
+  const code = (err as { code?: unknown }).code
+  return typeof code === 'string' ? code : undefined
+}
+
+/** Socket / undici failures → typed errors (NOTES.md §1.4: clients need their own timeouts). */
+function classifyFailure(err: unknown, init: CodexErrorInit): CodexError {
+  const code = errorCode(err)
+  if (code !== undefined && TIMEOUT_CODES.has(code)) {
+    return new CodexTimeoutError(`timed out (${code})`, { ...init, timeoutMs: 0, cause: err })
+  }
+  if (code !== undefined && UNAVAILABLE_CODES.has(code)) {
+    return new CodexUnavailableError(`node unreachable (${code})`, { ...init, cause: err })
+  }
+  if (code === 'UND_ERR_INVALID_ARG') {
+    return new CodexValidationError(`invalid request (${(err as Error).message})`, { ...init, cause: err })
+  }
+  if (code?.startsWith('HPE_')) {
+    return new CodexResponseError(`malformed HTTP answer (${code})`, { ...init, cause: err })
+  }
+  const text = err instanceof Error ? err.message : String(err)
+  return new CodexUnavailableError(`request failed: ${text}`, { ...init, cause: err })
+}
+
+/** Non-2xx answer → typed error (NOTES.md §1.2 for the statuses and texts Codex uses). */
+export function httpError(spec: CallSpec, status: number, body: string): CodexError {
+  const init = {
+    operation: spec.operation,
+    route: spec.route,
+    status,
+    body,
+    ...(spec.cid ? { cid: spec.cid } : {}),
+  }
+  if (status === 400) return new CodexBadRequestError('bad request', init)
+  if (status === 404) return new CodexNotFoundError('not found', init)
+  if (status === 422) return new CodexValidationError('rejected by the node', init)
+  if (status === 503 && spec.marketplace && /persistence is not enabled/i.test(body)) {
+    return new CodexMarketplaceUnavailableError('marketplace not enabled on this node', init)
+  }
+  // Codex cannot store an empty dataset: `CodexTree.init` fails with `Empty leaves` (NOTES.md §1.2).
+  if (status === 500 && spec.operation === 'upload' && /empty leaves/i.test(body)) {
+    return new CodexEmptyUploadError('empty upload', init)
+  }
+  return new CodexHttpError('request failed', init)
+}
+
+export interface TransportInit {
+  /** Node origin, or origin + API prefix. */
+  readonly url: string
+  readonly auth?: CodexAuth
+  readonly connections: number
+  readonly retry: RetryPolicy
+  readonly observer?: CodexObserver
+}
+
+/** Owns the pool; runs calls with retries. */
+export class CodexTransport {
+  /** Base URL of the API, e.g. `http://127.0.0.1:8080/api/codex/v1`. */
+  readonly baseUrl: string
+  /** Number of exceptions thrown by the observer (they never break a call). */
+  observerErrors = 0
+  readonly #pool: Pool
+  readonly #prefix: string
+  readonly #baseHeaders: Readonly<Record<string, string>>
+  readonly #retry: RetryPolicy
+  readonly #observer: CodexObserver | undefined
+  readonly #sink: Sink
+  #closed = false
+
+  constructor(init: TransportInit) {
+    const url = parseBaseUrl(init.url)
+    this.#prefix = url.prefix
+    this.baseUrl = url.origin + url.prefix
+    this.#baseHeaders = authHeaders(init.auth)
+    this.#retry = init.retry
+    this.#observer = init.observer
+    this.#sink = {
+      request: (event) => this.#emit((o) => o.onRequest(event)),
+      bytes: (direction, bytes) => this.#emit((o) => o.onBytes(direction, bytes)),
+    }
+    this.#pool = new Pool(url.origin, {
+      connections: init.connections,
+      keepAliveTimeout: 10_000,
+      headersTimeout: 0,
+      bodyTimeout: 0,
+    })
+  }
+
+  get closed(): boolean {
+    return this.#closed
+  }
+
+  /** Runs `spec`; `consume` reads the 2xx answer (and must consume or destroy its body). */
+  async call<T>(spec: CallSpec, consume: (exchange: Exchange) => Promise<T>): Promise<T> {
+    const init = { operation: spec.operation, route: spec.route, ...(spec.cid ? { cid: spec.cid } : {}) }
+    if (spec.signal?.aborted)
+      throw new CodexAbortError('aborted before sending', { ...init, cause: spec.signal.reason })
+    const attempts = spec.retry ? this.#retry.attempts : 1
+    for (let n = 1; ; n++) {
+      try {
+        return await this.#once(spec, consume)
+      } catch (err) {
+        if (n >= attempts || this.#closed || !isTransientCodexError(err)) throw err
+      }
+      try {
+        await sleep(backoffDelayMs(n, this.#retry), spec.signal)
+      } catch (reason) {
+        throw new CodexAbortError('aborted while waiting to retry', { ...init, cause: reason })
+      }
+    }
+  }
+
+  async #once<T>(spec: CallSpec, consume: (exchange: Exchange) => Promise<T>): Promise<T> {
+    if (this.#closed) {
+      const init = { operation: spec.operation, route: spec.route, ...(spec.cid ? { cid: spec.cid } : {}) }
+      throw new CodexUnavailableError('client is closed', init)
+    }
+    const attempt = new Attempt(spec, this.#sink)
+    let body: Readable | undefined
+    try {
+      const requestBody = spec.body?.(attempt)
+      const answer = await this.#pool.request({
+        path: this.#prefix + spec.path,
+        method: spec.method,
+        headers: { ...this.#baseHeaders, ...spec.headers },
+        body: requestBody ?? null,
+        signal: attempt.signal,
+      })
+      body = answer.body
+      attempt.onHeaders(answer.statusCode)
+      const ok = answer.statusCode >= 200 && answer.statusCode < 300
+      if (!ok && !spec.acceptStatus?.includes(answer.statusCode)) {
+        const text = await readErrorText(answer.body, ERROR_BODY_LIMIT, attempt)
+        attempt.finish('ok')
+        throw httpError(spec, answer.statusCode, text)
+      }
+      return await consume({ status: answer.statusCode, headers: answer.headers, body: answer.body, attempt })
+    } catch (err) {
+      const error = attempt.translate(err)
+      if (body && !body.destroyed && !body.readableEnded) body.destroy()
+      attempt.finish('error')
+      throw error
+    }
+  }
+
+  /** Graceful: waits for requests in flight (including unconsumed download bodies). */
+  async close(): Promise<void> {
+    this.#closed = true
+    await this.#pool.close()
+  }
+
+  /** Abrupt: fails every request in flight. */
+  async destroy(): Promise<void> {
+    this.#closed = true
+    await this.#pool.destroy()
+  }
+
+  #emit(fn: (observer: CodexObserver) => void): void {
+    if (!this.#observer) return
+    try {
+      fn(this.#observer)
+    } catch {
+      // An observer must never break I/O; failures are counted in `observerErrors`.
+      this.observerErrors++
+    }
+  }
+}
+
+/** `url` is the node origin; the API prefix is appended when it has no path (NOTES.md §1.1). */
+function parseBaseUrl(text: string): { origin: string; prefix: string } {
+  const init = { operation: 'constructor', route: '' }
+  let url: URL
+  try {
+    url = new URL(text)
+  } catch (cause) {
+    throw new CodexValidationError(`invalid url ${JSON.stringify(text)}`, { ...init, cause })
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new CodexValidationError(`url must be http(s), got ${url.protocol}`, init)
+  }
+  if (url.username !== '' || url.password !== '' || url.search !== '' || url.hash !== '') {
+    throw new CodexValidationError('url must not carry credentials, query or fragment (use `auth`)', init)
+  }
+  const path = url.pathname.replace(/\/+$/, '')
+  return { origin: url.origin, prefix: path === '' ? '/api/codex/v1' : path }
+}
+
+function authHeaders(auth: CodexAuth | undefined): Record<string, string> {
+  const init = { operation: 'constructor', route: '' }
+  if (auth === undefined) return {}
+  let value: string
+  if ('bearer' in auth) {
+    value = `Bearer ${auth.bearer}`
+  } else {
+    const { username, password } = auth.basic
+    if (username.includes(':'))
+      throw new CodexValidationError('basic auth username must not contain ":"', init)
+    value = `Basic ${Buffer.from(`${username}:${password}`, 'utf8').toString('base64')}`
+  }
+  if (/[\r\n\0]/.test(value)) throw new CodexValidationError('auth must not contain CR, LF or NUL', init)
+  return { authorization: value }
+}
