@@ -14,15 +14,30 @@ declare module 'bencode' {
     | ReadonlyMap<string | Uint8Array, BencodeInput>
     | { readonly [key: string]: BencodeInput | undefined }
 
+  /**
+   * Decodes one value starting at offset 0 (or `start`). With `encoding` ('utf8'), byte strings
+   * become text. WARNING: the package does not validate its input thoroughly (negative string
+   * lengths can loop forever, truncated strings are silently shortened); validate untrusted bytes
+   * first. Integers are plain numbers (no bigint).
+   */
+  export interface BencodeDecode {
+    (data: Uint8Array, encoding?: string): unknown
+    (data: Uint8Array, start: number, end?: number, encoding?: string): unknown
+    /** After a call: bytes consumed by the value just decoded (module-level state). */
+    readonly position: number
+    /** After a call: length of the (sliced) input. */
+    readonly bytes: number
+  }
+
+  export interface BencodeEncode {
+    (value: BencodeInput): Uint8Array
+    /** After a call: length of the last encoding. */
+    readonly bytes: number
+  }
+
   export interface Bencode {
-    encode(value: BencodeInput): Uint8Array
-    /**
-     * Decodes one value starting at offset 0. With `encoding` ('utf8'), byte strings become text.
-     * WARNING: the package does not validate its input thoroughly (negative string lengths can
-     * loop forever); validate untrusted bytes first.
-     */
-    decode(data: Uint8Array, encoding?: string): unknown
-    decode(data: Uint8Array, start: number, end?: number, encoding?: string): unknown
+    readonly encode: BencodeEncode
+    readonly decode: BencodeDecode
     byteLength(value: BencodeInput): number
     encodingLength(value: BencodeInput): number
   }

@@ -153,9 +153,9 @@ export function createMetrics(sources: MetricsSources, init: CreateMetricsInit =
 
   /**
    * Reads one source, turning a throw into a counted, reported error and `undefined`. Results
-   * are memoised until the current scrape's synchronous `collect()` pass is over (one
-   * `setImmediate`), so every metric of one scrape sees the same snapshot and each source is
-   * called once per scrape.
+   * are memoised for one scrape (`metricsText()` clears the memo; a direct `registry.metrics()`
+   * call is covered by a `setImmediate` clear), so every metric of a scrape sees the same
+   * snapshot and each source is called once per scrape.
    */
   const memo = new Map<keyof MetricsSources, unknown>()
   function read<K extends keyof MetricsSources>(key: K): ReturnType<NonNullable<MetricsSources[K]>> | undefined {
@@ -469,7 +469,12 @@ export function createMetrics(sources: MetricsSources, init: CreateMetricsInit =
       )
     },
     metricsText(): Promise<string> {
-      return registry.metrics()
+      // prom-client runs every collect() synchronously inside metrics(): clearing the memo
+      // around the call gives each scrape one fresh, consistent snapshot per source.
+      memo.clear()
+      const text = registry.metrics()
+      memo.clear()
+      return text
     },
   })
 }

@@ -58,6 +58,8 @@ export type MetainfoErrorCode =
   | 'BT_ERR_METAINFO_BENCODE'
   /** A required key is absent. */
   | 'BT_ERR_METAINFO_MISSING_FIELD'
+  /** Keys that exclude each other are both present (BEP3 `length` and `files`). */
+  | 'BT_ERR_METAINFO_CONFLICTING_FIELDS'
   /** A key maps to a value of the wrong bencode type. */
   | 'BT_ERR_METAINFO_WRONG_TYPE'
   /** `meta version` is not one we implement (BEP52: checked first). */

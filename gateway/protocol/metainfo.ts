@@ -160,8 +160,11 @@ function fileLength(d: BDict, attr: string, field: string): number {
 /** BEP3 `length` (single file) or `files` (multi-file) with BEP47 pad files and attributes. */
 function v1Files(info: BDict, name: string, maxFiles: number): RawFile[] {
   const files = optList(info, 'files', 'info.files')
-  if (info.has('length') === (files !== undefined)) {
-    fail('BT_ERR_METAINFO_MISSING_FIELD', 'info.length', "exactly one of 'length' and 'files' is required (BEP3)")
+  if (info.has('length') && files !== undefined) {
+    fail('BT_ERR_METAINFO_CONFLICTING_FIELDS', 'info.files', "both 'length' and 'files' (BEP3: one or the other)")
+  }
+  if (!info.has('length') && files === undefined) {
+    fail('BT_ERR_METAINFO_MISSING_FIELD', 'info.length', "neither 'length' nor 'files' (BEP3)")
   }
   if (files === undefined) {
     const a = attrsOf(info, 'info')

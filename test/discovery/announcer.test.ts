@@ -11,10 +11,10 @@ import type { AddressInfo } from 'node:net'
 import { after, before, describe, test } from 'node:test'
 import bencode from 'bencode'
 import { Server } from 'bittorrent-tracker'
-import { toHex } from '../../gateway/protocol/hex.ts'
 import { Announcer, type AnnouncerInit } from '../../gateway/engine/discovery/announcer.ts'
 import type { DiscoveryClock, PeerAddress, TimerHandle } from '../../gateway/engine/discovery/peer-source.ts'
 import { TrackerPeerSource } from '../../gateway/engine/discovery/tracker-source.ts'
+import { toHex } from '../../gateway/protocol/hex.ts'
 
 const HOST = '127.0.0.1'
 
@@ -167,7 +167,10 @@ describe('announcer with the bittorrent-tracker server', () => {
       assert.equal(gone.lastResult, 'error')
       assert.equal(backup.requests.length, 0, 'the next tier is not tried when one in this tier works')
       assert.equal(tracker.torrents[toHex(init.infoHashes[0]!)]?.incomplete, 1, 'server saw `started`')
-      assert.ok(received.flat().some((p) => p.port === 6881), 'peers from the tracker were delivered')
+      assert.ok(
+        received.flat().some((p) => p.port === 6881),
+        'peers from the tracker were delivered',
+      )
 
       // Next regular round (interval from the server): the live tracker is tried first now.
       const next = stats.swarms[0]!.nextAnnounceAt!
@@ -295,6 +298,10 @@ describe('announcer intervals and events', () => {
       await announcer.stop()
       await closeHttp(refusing.server)
     }
-    assert.equal(refusing.requests.filter((r) => r.event === 'stopped').length, 0, 'never started: no stopped')
+    assert.equal(
+      refusing.requests.filter((r) => r.event === 'stopped').length,
+      0,
+      'never started: no stopped',
+    )
   })
 })

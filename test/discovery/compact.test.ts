@@ -7,7 +7,11 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import fc from 'fast-check'
-import { assertWellFormedBencode, BencodeSyntaxError, decodeUntrustedBencode } from '../../gateway/engine/discovery/bencode-guard.ts'
+import {
+  assertWellFormedBencode,
+  BencodeSyntaxError,
+  decodeUntrustedBencode,
+} from '../../gateway/engine/discovery/bencode-guard.ts'
 import {
   CompactPeerError,
   decodeCompactPeers,
@@ -66,34 +70,34 @@ describe('compact peers (BEP23)', () => {
 
   test('property: random bytes decode to valid peers or a CompactPeerError, never anything else', () => {
     fc.assert(
-      fc.property(fc.uint8Array({ maxLength: 200 }), fc.constantFrom('ipv4' as const, 'ipv6' as const), (bytes, fam) => {
-        try {
-          const peers = decodeCompactPeers(bytes, fam)
-          for (const p of peers) {
-            assert.ok(p.port >= 1 && p.port <= 65535)
-            // Whatever we decode re-encodes to the same entry.
-            assert.deepEqual(decodeCompactPeers(encodeCompactPeers([p], fam), fam), [p])
+      fc.property(
+        fc.uint8Array({ maxLength: 200 }),
+        fc.constantFrom('ipv4' as const, 'ipv6' as const),
+        (bytes, fam) => {
+          try {
+            const peers = decodeCompactPeers(bytes, fam)
+            for (const p of peers) {
+              assert.ok(p.port >= 1 && p.port <= 65535)
+              // Whatever we decode re-encodes to the same entry.
+              assert.deepEqual(decodeCompactPeers(encodeCompactPeers([p], fam), fam), [p])
+            }
+          } catch (err) {
+            assert.ok(err instanceof CompactPeerError, `unexpected error ${String(err)}`)
           }
-        } catch (err) {
-          assert.ok(err instanceof CompactPeerError, `unexpected error ${String(err)}`)
-        }
-      }),
+        },
+      ),
       { numRuns: 2000 },
     )
   })
 
   test('property: valid peers round trip', () => {
-    const v4 = fc
-      .tuple(fc.ipV4(), fc.integer({ min: 1, max: 65535 }))
-      .map(([host, port]) => ({ host, port }))
+    const v4 = fc.tuple(fc.ipV4(), fc.integer({ min: 1, max: 65535 })).map(([host, port]) => ({ host, port }))
     fc.assert(
       fc.property(fc.array(v4, { maxLength: 20 }), (peers) => {
         assert.deepEqual(decodeCompactPeers(encodeCompactPeers(peers, 'ipv4'), 'ipv4'), peers)
       }),
     )
-    const v6 = fc
-      .tuple(fc.ipV6(), fc.integer({ min: 1, max: 65535 }))
-      .map(([host, port]) => ({ host, port }))
+    const v6 = fc.tuple(fc.ipV6(), fc.integer({ min: 1, max: 65535 })).map(([host, port]) => ({ host, port }))
     fc.assert(
       fc.property(fc.array(v6, { maxLength: 20 }), (peers) => {
         const decoded = decodeCompactPeers(encodeCompactPeers(peers, 'ipv6'), 'ipv6')
@@ -131,7 +135,22 @@ describe('bencode guard', () => {
   })
 
   test('property: random bytes (biased towards bencode tokens) never crash the tracker response parser', () => {
-    const token = fc.constantFrom('d', 'l', 'i', 'e', ':', '-', '0', '1', '3', '5', '9', 'a', 'peers', 'interval')
+    const token = fc.constantFrom(
+      'd',
+      'l',
+      'i',
+      'e',
+      ':',
+      '-',
+      '0',
+      '1',
+      '3',
+      '5',
+      '9',
+      'a',
+      'peers',
+      'interval',
+    )
     const text = fc.array(token, { maxLength: 40 }).map((t) => new TextEncoder().encode(t.join('')))
     fc.assert(
       fc.property(fc.oneof(text, fc.uint8Array({ maxLength: 100 })), (bytes) => {

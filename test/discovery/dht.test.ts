@@ -11,8 +11,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import DHT from 'bittorrent-dht'
-import { DhtPeerSource } from '../../gateway/engine/discovery/dht-source.ts'
 import { DhtError, DhtNode, PUBLIC_DHT_ROUTERS, parseHostPort } from '../../gateway/engine/discovery/dht.ts'
+import { DhtPeerSource } from '../../gateway/engine/discovery/dht-source.ts'
 import { type PeerAddress, toSwarmInfoHash } from '../../gateway/engine/discovery/peer-source.ts'
 
 const HOST = '127.0.0.1'
@@ -36,7 +36,9 @@ async function startPrivateNetwork(n: number): Promise<DHT[]> {
     dht.listen(0, HOST) // bind loopback before the library's first query
     nodes.push(dht)
   }
-  await Promise.all(nodes.map((d) => (d.listening ? undefined : new Promise<void>((r) => d.once('listening', r)))))
+  await Promise.all(
+    nodes.map((d) => (d.listening ? undefined : new Promise<void>((r) => d.once('listening', r)))),
+  )
   for (const a of nodes) {
     for (const b of nodes) if (a !== b) a.addNode({ host: HOST, port: b.address().port })
   }
@@ -51,7 +53,13 @@ describe('DHT on a private loopback network', () => {
   const ours: DhtNode[] = []
 
   const startNode = async (extra: { statePath?: string; bootstrap?: string[] } = {}): Promise<DhtNode> => {
-    const node = new DhtNode({ bootstrap: extra.bootstrap ?? bootstrap, host: HOST, port: 0, ...extra })
+    const node = new DhtNode({
+      bootstrap: extra.bootstrap ?? bootstrap,
+      host: HOST,
+      port: 0,
+      queryTimeoutMs: 500, // stopped nodes linger in routing tables; do not wait 2 s for each
+      ...extra,
+    })
     ours.push(node)
     await node.start()
     return node

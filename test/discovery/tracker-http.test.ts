@@ -5,12 +5,11 @@
 
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
-import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http'
+import { createServer, type Server as HttpServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { after, before, describe, test } from 'node:test'
 import bencode from 'bencode'
 import { Server } from 'bittorrent-tracker'
-import { toHex } from '../../gateway/protocol/hex.ts'
 import {
   TrackerError,
   TrackerProtocolError,
@@ -23,6 +22,7 @@ import {
   parseAnnounceResponse,
   scrapeUrlFromAnnounce,
 } from '../../gateway/engine/discovery/tracker-http.ts'
+import { toHex } from '../../gateway/protocol/hex.ts'
 
 const HOST = '127.0.0.1'
 
@@ -67,9 +67,15 @@ describe('HTTP tracker against bittorrent-tracker', () => {
     const ra = await a.announce({ ...base, peerId: peerId(), port: 6001, event: 'started' })
     assert.ok(ra.intervalS !== undefined && ra.intervalS > 0)
     const rb = await b.announce({ ...base, peerId: peerId(), port: 6002, event: 'started' })
-    assert.ok(rb.peers.some((p) => p.host === HOST && p.port === 6001), 'b learns a')
+    assert.ok(
+      rb.peers.some((p) => p.host === HOST && p.port === 6001),
+      'b learns a',
+    )
     const ra2 = await a.announce({ ...base, peerId: peerId(), port: 6001 })
-    assert.ok(ra2.peers.some((p) => p.host === HOST && p.port === 6002), 'a learns b')
+    assert.ok(
+      ra2.peers.some((p) => p.host === HOST && p.port === 6002),
+      'a learns b',
+    )
     assert.equal(ra2.incomplete, 2)
   })
 
@@ -79,8 +85,24 @@ describe('HTTP tracker against bittorrent-tracker', () => {
     const client = new HttpTrackerClient(tracker.url)
     const id1 = peerId()
     const id2 = peerId()
-    await client.announce({ infoHash, peerId: id1, port: 6011, uploaded: 0, downloaded: 0, left: 10, event: 'started' })
-    await client.announce({ infoHash, peerId: id2, port: 6012, uploaded: 0, downloaded: 0, left: 10, event: 'started' })
+    await client.announce({
+      infoHash,
+      peerId: id1,
+      port: 6011,
+      uploaded: 0,
+      downloaded: 0,
+      left: 10,
+      event: 'started',
+    })
+    await client.announce({
+      infoHash,
+      peerId: id2,
+      port: 6012,
+      uploaded: 0,
+      downloaded: 0,
+      left: 10,
+      event: 'started',
+    })
     let scrape = await client.scrape([infoHash])
     assert.deepEqual(scrape.get(hex), { complete: 0, incomplete: 2, downloaded: 0 })
 
@@ -99,7 +121,15 @@ describe('HTTP tracker against bittorrent-tracker', () => {
     assert.equal(scrape.get(hex)?.complete, 1)
     assert.equal(scrape.get(hex)?.incomplete, 1)
 
-    await client.announce({ infoHash, peerId: id2, port: 6012, uploaded: 0, downloaded: 0, left: 10, event: 'stopped' })
+    await client.announce({
+      infoHash,
+      peerId: id2,
+      port: 6012,
+      uploaded: 0,
+      downloaded: 0,
+      left: 10,
+      event: 'stopped',
+    })
     assert.equal(tracker.server.torrents[hex]?.incomplete, 0)
     scrape = await client.scrape([infoHash])
     assert.deepEqual(scrape.get(hex), { complete: 1, incomplete: 0, downloaded: 1 })
@@ -110,7 +140,14 @@ describe('HTTP tracker against bittorrent-tracker', () => {
     const ascii = new TextEncoder().encode('abcdefghijklmnopqrst') // a key the decoder keeps as text
     const random = randomBytes(20)
     for (const h of [ascii, random]) {
-      await client.announce({ infoHash: h, peerId: peerId(), port: 6021, uploaded: 0, downloaded: 0, left: 0 })
+      await client.announce({
+        infoHash: h,
+        peerId: peerId(),
+        port: 6021,
+        uploaded: 0,
+        downloaded: 0,
+        left: 0,
+      })
     }
     const res = await client.scrape([ascii, random])
     assert.equal(res.get(toHex(ascii))?.complete, 1)
@@ -202,7 +239,10 @@ describe('HTTP tracker: request encoding and response forms', () => {
 
   test('BEP48 scrape URL rule', () => {
     assert.equal(scrapeUrlFromAnnounce('http://example.com/announce'), 'http://example.com/scrape')
-    assert.equal(scrapeUrlFromAnnounce('http://example.com/x/announce?x2=0'), 'http://example.com/x/scrape?x2=0')
+    assert.equal(
+      scrapeUrlFromAnnounce('http://example.com/x/announce?x2=0'),
+      'http://example.com/x/scrape?x2=0',
+    )
     assert.equal(scrapeUrlFromAnnounce('http://example.com/announce.php'), 'http://example.com/scrape.php')
     assert.equal(scrapeUrlFromAnnounce('http://example.com/a'), undefined)
     assert.equal(scrapeUrlFromAnnounce('http://example.com/announce/x'), undefined)
@@ -210,7 +250,14 @@ describe('HTTP tracker: request encoding and response forms', () => {
   })
 
   test('buildAnnounceUrl rejects bad arguments', () => {
-    const ok = { infoHash: new Uint8Array(20), peerId: new Uint8Array(20), port: 1, uploaded: 0, downloaded: 0, left: 0 }
+    const ok = {
+      infoHash: new Uint8Array(20),
+      peerId: new Uint8Array(20),
+      port: 1,
+      uploaded: 0,
+      downloaded: 0,
+      left: 0,
+    }
     assert.throws(() => buildAnnounceUrl('http://t/announce', { ...ok, infoHash: new Uint8Array(32) }))
     assert.throws(() => buildAnnounceUrl('http://t/announce', { ...ok, left: -1 }))
     assert.throws(() => buildAnnounceUrl('ftp://t/announce', ok))
@@ -218,7 +265,14 @@ describe('HTTP tracker: request encoding and response forms', () => {
 })
 
 describe('HTTP tracker: failures are typed', () => {
-  const req = () => ({ infoHash: randomBytes(20), peerId: peerId(), port: 1, uploaded: 0, downloaded: 0, left: 0 })
+  const req = () => ({
+    infoHash: randomBytes(20),
+    peerId: peerId(),
+    port: 1,
+    uploaded: 0,
+    downloaded: 0,
+    left: 0,
+  })
 
   test('`failure reason` gives a TrackerError carrying the reason', async () => {
     const { server, url } = await startHttp((_req, res) => {
@@ -288,7 +342,10 @@ describe('HTTP tracker: failures are typed', () => {
       // Never answers.
     })
     try {
-      await assert.rejects(new HttpTrackerClient(url, { timeoutMs: 300 }).announce(req()), TrackerTimeoutError)
+      await assert.rejects(
+        new HttpTrackerClient(url, { timeoutMs: 300 }).announce(req()),
+        TrackerTimeoutError,
+      )
       await assert.rejects(
         new HttpTrackerClient(`${url}?trickle=1`, { timeoutMs: 300 }).announce(req()),
         TrackerTimeoutError,

@@ -9,9 +9,9 @@ import { randomBytes } from 'node:crypto'
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram'
 import { after, before, describe, test } from 'node:test'
 import { Server } from 'bittorrent-tracker'
-import { toHex } from '../../gateway/protocol/hex.ts'
 import { TrackerError, TrackerTimeoutError } from '../../gateway/engine/discovery/tracker-common.ts'
 import { UdpTrackerClient } from '../../gateway/engine/discovery/tracker-udp.ts'
+import { toHex } from '../../gateway/protocol/hex.ts'
 
 const HOST = '127.0.0.1'
 const clientInit = { localAddress: HOST }
@@ -86,9 +86,15 @@ describe('UDP tracker against bittorrent-tracker', () => {
       const ra = await a.announce({ ...announceReq(infoHash, 7001), event: 'started' })
       assert.ok(ra.intervalS !== undefined && ra.intervalS > 0)
       const rb = await b.announce({ ...announceReq(infoHash, 7002, 0), event: 'started' })
-      assert.ok(rb.peers.some((p) => p.host === HOST && p.port === 7001), 'b learns a')
+      assert.ok(
+        rb.peers.some((p) => p.host === HOST && p.port === 7001),
+        'b learns a',
+      )
       const ra2 = await a.announce(announceReq(infoHash, 7001))
-      assert.ok(ra2.peers.some((p) => p.host === HOST && p.port === 7002), 'a learns b')
+      assert.ok(
+        ra2.peers.some((p) => p.host === HOST && p.port === 7002),
+        'a learns b',
+      )
       assert.equal(ra2.complete, 1)
       assert.equal(ra2.incomplete, 1)
 
@@ -109,7 +115,11 @@ describe('UDP tracker against bittorrent-tracker', () => {
 describe('UDP tracker: retransmission, transaction ids, errors', () => {
   test('a tracker that never answers: connect is retransmitted with backoff, then a timeout error', async () => {
     const silent = await startScriptedServer(() => {})
-    const client = new UdpTrackerClient(silent.url, { ...clientInit, retransmitBaseMs: 20, maxRetransmits: 3 })
+    const client = new UdpTrackerClient(silent.url, {
+      ...clientInit,
+      retransmitBaseMs: 20,
+      maxRetransmits: 3,
+    })
     try {
       const err = await client.announce(announceReq(randomBytes(20), 1)).catch((e: unknown) => e)
       assert.ok(err instanceof TrackerTimeoutError, String(err))
@@ -169,7 +179,11 @@ describe('UDP tracker: retransmission, transaction ids, errors', () => {
         socket.send(announceResponse(tid, [[10, 0, 0, 2, 1]]), rinfo.port, rinfo.address)
       }
     })
-    const client = new UdpTrackerClient(server.url, { ...clientInit, retransmitBaseMs: 20, maxRetransmits: 4 })
+    const client = new UdpTrackerClient(server.url, {
+      ...clientInit,
+      retransmitBaseMs: 20,
+      maxRetransmits: 4,
+    })
     try {
       const res = await client.announce(announceReq(randomBytes(20), 1))
       assert.deepEqual(res.peers, [{ host: '10.0.0.2', port: 1 }])

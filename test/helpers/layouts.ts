@@ -166,7 +166,7 @@ export function pieceSize(info: TorrentInfo, piece: number): number {
 
 /** Expected v1 piece hash: SHA-1 of the piece bytes with padding as zeros (BEP3, BEP47). */
 export function expectedSha1(info: TorrentInfo, piece: number, linear = linearData(info)): Uint8Array {
-  return createHash('sha1').update(pieceData(info, piece, linear)).digest()
+  return new Uint8Array(createHash('sha1').update(pieceData(info, piece, linear)).digest())
 }
 
 /**
@@ -182,7 +182,7 @@ export function expectedV2Leaves(info: TorrentInfo, piece: number, linear = line
     const from = Math.max(start, f.offset)
     const to = Math.min(end, f.offset + f.length)
     for (let at = from; at < to; at += BLOCK_SIZE) {
-      leaves.push(createHash('sha256').update(linear.subarray(at, Math.min(at + BLOCK_SIZE, to))).digest())
+      leaves.push(new Uint8Array(createHash('sha256').update(linear.subarray(at, Math.min(at + BLOCK_SIZE, to))).digest()))
     }
   }
   return leaves

@@ -198,6 +198,7 @@ describe('agreement with the bencode package', () => {
         assert.deepEqual(Buffer.from(ours), Buffer.from(theirs))
         const decoded = toPackageShape(decodeBencode(ours, { strict: true }).value)
         assert.deepEqual(normalize(decoded), normalize(bencode.decode(ours)))
+        assert.equal(bencode.decode.position, decodeBencode(ours).bytesConsumed)
       }),
       { numRuns: 500 },
     )

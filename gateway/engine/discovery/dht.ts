@@ -118,6 +118,7 @@ export class DhtNode {
       throw new DhtError('GW_ERR_DHT_STATE', `cannot start a ${this.#state} DHT node`)
     this.#state = 'starting'
     const saved = await this.#loadState()
+    if (this.#state !== 'starting') throw new DhtError('GW_ERR_DHT_STATE', 'DHT node stopped during start')
     const nodeId = this.#init.nodeId ?? (saved ? fromHex(saved.nodeId, 20) : undefined)
     const dht = new DHT({
       // Always an explicit list: an undefined `bootstrap` would make k-rpc use public routers.
@@ -132,6 +133,7 @@ export class DhtNode {
     const listening = new Promise<void>((resolve, reject) => {
       dht.once('listening', resolve)
       dht.once('error', reject)
+      dht.once('close', () => reject(new DhtError('GW_ERR_DHT_STATE', 'DHT node stopped during start')))
     })
     // Bind now, before the library's first (next-tick) query could bind the wildcard address.
     dht.listen(this.#init.port, this.#init.host)
@@ -145,11 +147,14 @@ export class DhtNode {
     } catch (err) {
       this.#state = 'stopped'
       await new Promise<void>((resolve) => dht.destroy(() => resolve()))
+      if (err instanceof DhtError) throw err
       throw new DhtError('GW_ERR_DHT_BIND', `cannot bind ${this.#init.host}:${this.#init.port}`, {
         cause: err,
       })
     }
     dht.on('error', (err) => this.#log.warn({ err: err.message }, 'dht socket error'))
+    // stop() may have run while we were binding; it destroyed the node already.
+    if (this.#state !== 'starting') throw new DhtError('GW_ERR_DHT_STATE', 'DHT node stopped during start')
     this.#state = 'running'
     await waitBounded(ready, this.#init.readyTimeoutMs ?? 10_000, options.signal)
   }
@@ -256,16 +261,20 @@ export class DhtNode {
     await rename(tmp, path)
   }
 
-  /** Saves state (errors logged) and closes the socket. Idempotent. */
+  /** Saves state (errors logged) and closes the socket. Idempotent; also cancels a running start. */
   async stop(): Promise<void> {
     if (this.#state === 'stopped') return
+    // Only a node that finished starting has a table worth keeping (do not clobber the file).
+    const save = this.#state === 'running'
     this.#state = 'stopped'
     const dht = this.#dht
     if (dht === undefined) return
-    try {
-      await this.saveState()
-    } catch (err) {
-      this.#log.warn({ err: (err as Error).message, path: this.#init.statePath }, 'dht state not saved')
+    if (save) {
+      try {
+        await this.saveState()
+      } catch (err) {
+        this.#log.warn({ err: (err as Error).message, path: this.#init.statePath }, 'dht state not saved')
+      }
     }
     await new Promise<void>((resolve) => dht.destroy(() => resolve()))
   }

@@ -15,6 +15,7 @@ import { lookup } from 'node:dns/promises'
 import { isIP } from 'node:net'
 import { toHex } from '../../protocol/hex.ts'
 import { decodeCompactPeers, formatIPv6, parseIPv6 } from './compact.ts'
+import { type DiscoveryLogger, silentLogger } from './peer-source.ts'
 import {
   type AnnounceRequest,
   type AnnounceResponse,
@@ -57,6 +58,8 @@ export interface UdpTrackerInit {
   readonly localAddress?: string
   /** At most this many peers are returned per announce. @default 1000 */
   readonly maxPeers?: number
+  /** Socket errors are logged at debug level (they only delay a request until retransmission). */
+  readonly logger?: DiscoveryLogger
 }
 
 interface Pending {
@@ -95,6 +98,8 @@ export class UdpTrackerClient implements TrackerClient {
   #connection: { id: Buffer; expiresAt: number } | undefined
   #closed = false
   #ignoredPackets = 0
+  #socketErrors = 0
+  readonly #log: DiscoveryLogger
 
   constructor(url: string, init: UdpTrackerInit = {}) {
     const { host, port } = parseUdpTrackerUrl(url)
@@ -111,11 +116,17 @@ export class UdpTrackerClient implements TrackerClient {
     )
     this.#localAddress = init.localAddress
     this.#maxPeers = init.maxPeers ?? 1000
+    this.#log = init.logger ?? silentLogger
   }
 
   /** Packets dropped because of an unknown transaction id or a foreign source (for tests/metrics). */
   get ignoredPackets(): number {
     return this.#ignoredPackets
+  }
+
+  /** Asynchronous socket errors seen (for metrics). */
+  get socketErrors(): number {
+    return this.#socketErrors
   }
 
   async announce(req: AnnounceRequest, options: TrackerRequestOptions = {}): Promise<AnnounceResponse> {
@@ -338,9 +349,10 @@ export class UdpTrackerClient implements TrackerClient {
     const fam = family === 6 ? 6 : 4
     const socket = createSocket(fam === 6 ? 'udp6' : 'udp4')
     socket.on('message', (msg, rinfo) => this.#onMessage(msg, rinfo, address))
-    socket.on('error', () => {
+    socket.on('error', (err) => {
       // Asynchronous ICMP/send errors: the affected request times out and is retransmitted.
-      this.#ignoredPackets++
+      this.#socketErrors++
+      this.#log.debug({ url: this.url, err: err.message }, 'udp tracker socket error')
     })
     await new Promise<void>((resolve, reject) => {
       const onError = (err: Error) =>

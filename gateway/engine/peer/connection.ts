@@ -295,11 +295,17 @@ export class PeerConnection {
     })
   }
 
-  #protocolError(error: WireProtocolError): void {
-    this.close(new PeerConnectionError('GW_ERR_PEER_PROTOCOL', error.message, { cause: error }))
+  #protocolError(error: WireProtocolError): undefined {
+    return this.#closeWith(new PeerConnectionError('GW_ERR_PEER_PROTOCOL', error.message, { cause: error }))
   }
 
-  readonly #handleData = (chunk: Uint8Array): void => {
+  /** `close` as an expression, for early returns. */
+  #closeWith(err: PeerConnectionError): undefined {
+    this.close(err)
+    return undefined
+  }
+
+  readonly #handleData = (chunk: Uint8Array): undefined => {
     if (this.closed) return
     this.#bytesReceived += chunk.length
     const pushError = this.#decoder.push(chunk)
@@ -314,7 +320,7 @@ export class PeerConnection {
       const msg = decoded.value
       if (!this.#fast && FAST_ONLY.has(msg.type)) {
         // BEP6: "When the fast extension is disabled, if a peer receives ... then the peer MUST close the connection."
-        return this.close(
+        return this.#closeWith(
           new PeerConnectionError('GW_ERR_PEER_PROTOCOL', `${msg.type} without the Fast extension`),
         )
       }
@@ -323,7 +329,7 @@ export class PeerConnection {
       try {
         this.#onMessage(msg)
       } catch (cause) {
-        return this.close(new PeerConnectionError('GW_ERR_PEER_CALLBACK', 'onMessage threw', { cause }))
+        return this.#closeWith(new PeerConnectionError('GW_ERR_PEER_CALLBACK', 'onMessage threw', { cause }))
       }
     }
   }
@@ -352,16 +358,16 @@ export class PeerConnection {
     this.close(new PeerConnectionError('GW_ERR_PEER_ABORTED', 'aborted', { cause: this.#signal?.reason }))
   }
 
-  #tick(): void {
+  #tick(): undefined {
     if (this.closed) return
     const now = this.#now()
     if (now - this.#lastReceivedAt >= this.#inactivityMs) {
-      return this.close(
+      return this.#closeWith(
         new PeerConnectionError('GW_ERR_PEER_INACTIVE', `no message for ${this.#inactivityMs} ms`),
       )
     }
     if (this.#socket.writableLength > 0 && now - this.#stallSince >= this.#stallMs) {
-      return this.close(
+      return this.#closeWith(
         new PeerConnectionError(
           'GW_ERR_PEER_WRITE_STALLED',
           `queued writes made no progress for ${this.#stallMs} ms`,

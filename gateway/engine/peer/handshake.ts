@@ -141,17 +141,19 @@ export function performHandshake(socket: Duplex, options: HandshakeOptions): Pro
       }
       resolve(result)
     }
-    const failWith = (code: PeerConnectionError['code'], message: string, cause?: unknown): void =>
+    const failWith = (code: PeerConnectionError['code'], message: string, cause?: unknown): undefined => {
       finish({
         ok: false,
         error: new PeerConnectionError(code, message, cause === undefined ? undefined : { cause }),
       })
+      return undefined
+    }
 
     const sendOurs = (infoHash: Uint8Array): void => {
       socket.write(encodeHandshake({ reserved: options.reserved, infoHash, peerId: options.peerId }))
     }
 
-    const onData = (chunk: Uint8Array): void => {
+    const onData = (chunk: Uint8Array): undefined => {
       if (done) return
       chunks.push(chunk)
       received += chunk.length

@@ -746,7 +746,7 @@ export class Torrent {
       this.#fill(peer)
       return
     }
-    const data = new Uint8Array(block) // the frame buffer may be reused by the decoder
+    const data = block // PeerConnection hands ownership of the frame to us
     this.track(
       (async () => {
         await this.host.takeDownload(data.byteLength, this.signal)
