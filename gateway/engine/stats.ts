@@ -167,14 +167,14 @@ export interface RateMeterInit {
 
 /**
  * Bytes per second over a sliding window of fixed buckets (a ring buffer; O(1) memory). Time is
- * passed in (ms, monotonic). Before a full window has elapsed since the first sample the rate is
- * averaged over the elapsed time (at least one bucket), so new connections are not underestimated.
+ * passed in (ms, monotonic). Until the window is full, the rate is averaged over the buckets since
+ * the first sample (at least one), so new connections are not underestimated.
  */
 export class RateMeter {
   readonly #bucketMs: number
   readonly #buckets: Float64Array
   #head = -1 // absolute bucket number of the newest bucket
-  #start: number | undefined
+  #startBucket: number | undefined
 
   constructor(init: RateMeterInit = {}) {
     const windowMs = init.windowMs ?? 10_000
@@ -194,18 +194,17 @@ export class RateMeter {
 
   /** Average bytes per second over the window ending at `now`. */
   rate(now: number): number {
-    if (this.#start === undefined) return 0
+    if (this.#startBucket === undefined) return 0
     this.#advance(now)
     let sum = 0
     for (const b of this.#buckets) sum += b
-    const windowMs = this.#buckets.length * this.#bucketMs
-    const elapsed = Math.min(windowMs, Math.max(this.#bucketMs, now - this.#start))
-    return (sum * 1000) / elapsed
+    const buckets = Math.min(this.#buckets.length, this.#head - this.#startBucket + 1)
+    return (sum * 1000) / (buckets * this.#bucketMs)
   }
 
   #advance(now: number): void {
-    if (this.#start === undefined) this.#start = now
     const bucket = Math.floor(now / this.#bucketMs)
+    if (this.#startBucket === undefined) this.#startBucket = bucket
     if (this.#head < 0) {
       this.#head = bucket
       return

@@ -10,8 +10,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, test } from 'node:test'
 import { FsPieceStore, RESUME_DIR } from '../../adapters/fs-store.ts'
-import { StorageFacade } from '../../gateway/engine/storage-facade.ts'
 import { type PieceHashes, StorageError } from '../../gateway/engine/storage.ts'
+import { StorageFacade } from '../../gateway/engine/storage-facade.ts'
 import { equalBytes, toHex } from '../../gateway/protocol/hex.ts'
 import type { FileEntry, TorrentInfo } from '../../gateway/protocol/types.ts'
 import { BLOCK_SIZE } from '../../gateway/protocol/types.ts'
@@ -54,14 +54,16 @@ async function writeAll(storage: StorageFacade, info: TorrentInfo, linear: Uint8
 }
 
 /** The expected content of a stored file entry. */
-function fileContent(info: TorrentInfo, file: FileEntry, linear: Uint8Array): Uint8Array {
+function fileContent(file: FileEntry, linear: Uint8Array): Uint8Array {
   return linear.slice(file.offset, file.offset + file.length)
 }
 
 /** A v1/hybrid verifier comparing against the torrent's `pieces`. */
 function v1Verifier(info: TorrentInfo): (piece: number, hashes: PieceHashes) => boolean {
   return (piece, hashes) =>
-    hashes.sha1 !== undefined && info.pieces !== undefined && equalBytes(hashes.sha1, info.pieces.subarray(piece * 20, piece * 20 + 20))
+    hashes.sha1 !== undefined &&
+    info.pieces !== undefined &&
+    equalBytes(hashes.sha1, info.pieces.subarray(piece * 20, piece * 20 + 20))
 }
 
 describe('FsPieceStore specifics', () => {
@@ -79,7 +81,7 @@ describe('FsPieceStore specifics', () => {
       assert.ok(!files.some((f) => f.includes('.pad')), 'pad files are never written')
       for (const f of info.files.filter((f) => !f.padding)) {
         const content = await readFile(join(dir, 'hybrid', ...f.path))
-        assert.ok(equalBytes(content, fileContent(info, f, linear)), `content of ${f.path.join('/')}`)
+        assert.ok(equalBytes(content, fileContent(f, linear)), `content of ${f.path.join('/')}`)
       }
       assert.equal((await stat(join(dir, 'hybrid', 'empty'))).size, 0)
     } finally {
@@ -153,7 +155,7 @@ describe('FsPieceStore specifics', () => {
       for (const f of info.files.filter((f) => !f.padding)) {
         const path = join(dir, 'hybrid', ...f.path)
         await mkdir(join(path, '..'), { recursive: true })
-        const content = fileContent(info, f, linear)
+        const content = fileContent(f, linear)
         const flip = BLOCK_SIZE * 2 + 5 // one byte in c/d's second piece
         if (f.path.join('/') === 'c/d') content[flip] = (content[flip] ?? 0) ^ 0xff
         await writeFile(path, content)
@@ -175,7 +177,10 @@ describe('FsPieceStore specifics', () => {
         const len = Math.min(BLOCK_SIZE, info.totalLength - at - off)
         await storage.writeBlock(corrupted, off, linear.slice(at + off, at + off + len))
       }
-      assert.deepEqual((await storage.hashPiece(corrupted, { v1: true, v2: false })).sha1, expectedSha1(info, corrupted, linear))
+      assert.deepEqual(
+        (await storage.hashPiece(corrupted, { v1: true, v2: false })).sha1,
+        expectedSha1(info, corrupted, linear),
+      )
       await storage.close()
     } finally {
       await rm(dir, { recursive: true, force: true })
@@ -189,7 +194,7 @@ describe('FsPieceStore specifics', () => {
       const linear = linearData(info)
       const a = info.files[0] as FileEntry
       await mkdir(join(dir, 'multi'), { recursive: true })
-      await writeFile(join(dir, 'multi', 'a.txt'), fileContent(info, a, linear))
+      await writeFile(join(dir, 'multi', 'a.txt'), fileContent(a, linear))
       const storage = await StorageFacade.open(new FsPieceStore({ directory: dir }), info)
       let verified = 0
       const have = await storage.recheck((piece, hashes) => {

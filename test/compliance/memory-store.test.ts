@@ -22,7 +22,10 @@ describe('MemoryPieceStore staging backpressure', () => {
 
   test('needsDrain above the high water mark until commits bring it below the low water mark', async () => {
     const pieceLength = info.pieceLength
-    const store = new MemoryPieceStore({ stagingHighWaterBytes: 2 * pieceLength, stagingLowWaterBytes: pieceLength })
+    const store = new MemoryPieceStore({
+      stagingHighWaterBytes: 2 * pieceLength,
+      stagingLowWaterBytes: pieceLength,
+    })
     const storage = await StorageFacade.open(store, info)
     const linear = linearData(info)
     const write = (piece: number) =>

@@ -11,8 +11,8 @@
 
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import { StorageFacade } from '../../gateway/engine/storage-facade.ts'
 import { type PieceStore, StorageError, type StorageErrorCode } from '../../gateway/engine/storage.ts'
+import { StorageFacade } from '../../gateway/engine/storage-facade.ts'
 import type { TorrentInfo } from '../../gateway/protocol/types.ts'
 import { BLOCK_SIZE } from '../../gateway/protocol/types.ts'
 import {
@@ -57,7 +57,11 @@ export function runPieceStoreCompliance(name: string, setup: () => Promise<Piece
             await writeAll(storage, info, linear)
             for (const b of allBlocks(info)) {
               const got = await readPlain(storage, b.piece, b.offset, b.length)
-              assert.deepEqual(got, slice(linear, info, b.piece, b.offset, b.length), `block ${b.piece}/${b.offset}`)
+              assert.deepEqual(
+                got,
+                slice(linear, info, b.piece, b.offset, b.length),
+                `block ${b.piece}/${b.offset}`,
+              )
             }
             // Whole pieces and odd ranges that cross file and padding boundaries.
             for (let piece = 0; piece < info.pieceCount; piece++) {
@@ -86,8 +90,13 @@ export function runPieceStoreCompliance(name: string, setup: () => Promise<Piece
                 await assertStorageError(storage.hashPiece(piece, WANT_ALL), 'GW_ERR_STORAGE_UNSUPPORTED')
               } else {
                 const hashes = await storage.hashPiece(piece, { v1: info.version === 'hybrid', v2: true })
-                assert.deepEqual(plainList(hashes.v2Leaves), expectedV2Leaves(info, piece, linear), `leaves of piece ${piece}`)
-                if (info.version === 'hybrid') assert.deepEqual(plain(hashes.sha1), expectedSha1(info, piece, linear))
+                assert.deepEqual(
+                  plainList(hashes.v2Leaves),
+                  expectedV2Leaves(info, piece, linear),
+                  `leaves of piece ${piece}`,
+                )
+                if (info.version === 'hybrid')
+                  assert.deepEqual(plain(hashes.sha1), expectedSha1(info, piece, linear))
                 // v2-only: the v1 hash over the linear space (virtual gaps as zeros) is still defined.
                 const v1 = await storage.hashPiece(piece, { v1: true, v2: false })
                 assert.deepEqual(plain(v1.sha1), expectedSha1(info, piece, linear))
@@ -101,7 +110,10 @@ export function runPieceStoreCompliance(name: string, setup: () => Promise<Piece
             withEnv(async ({ store }) => {
               const storage = await StorageFacade.open(store, info)
               for (const r of paddingRanges(info)) {
-                assert.deepEqual(await readPlain(storage, r.piece, r.offset, r.length), new Uint8Array(r.length))
+                assert.deepEqual(
+                  await readPlain(storage, r.piece, r.offset, r.length),
+                  new Uint8Array(r.length),
+                )
               }
               // Blocks whose padding bytes are garbage: the padding must still read (and hash) as zeros.
               const linear = linearData(info)
@@ -112,7 +124,10 @@ export function runPieceStoreCompliance(name: string, setup: () => Promise<Piece
               }
               await writeAll(storage, info, dirty)
               for (const r of paddingRanges(info)) {
-                assert.deepEqual(await readPlain(storage, r.piece, r.offset, r.length), new Uint8Array(r.length))
+                assert.deepEqual(
+                  await readPlain(storage, r.piece, r.offset, r.length),
+                  new Uint8Array(r.length),
+                )
               }
               for (let piece = 0; piece < info.pieceCount; piece++) {
                 const hashes = await storage.hashPiece(piece, { v1: true, v2: false })
@@ -192,7 +207,10 @@ export function runPieceStoreCompliance(name: string, setup: () => Promise<Piece
         const have = await second.completionBitfield()
         assert.ok(have, 'completion must be known after reopen')
         assert.deepEqual([...have.setIndices()], [0, 4])
-        assert.deepEqual(await readPlain(second, 4, 0, pieceSize(info, 4)), slice(linear, info, 4, 0, pieceSize(info, 4)))
+        assert.deepEqual(
+          await readPlain(second, 4, 0, pieceSize(info, 4)),
+          slice(linear, info, 4, 0, pieceSize(info, 4)),
+        )
         await second.close()
       } finally {
         await env.teardown()
@@ -303,11 +321,18 @@ export function runPieceStoreCompliance(name: string, setup: () => Promise<Piece
 /** Writes every block of the torrent (16 KiB granularity, padding bytes taken from `linear`). */
 async function writeAll(storage: StorageFacade, info: TorrentInfo, linear: Uint8Array): Promise<void> {
   await Promise.all(
-    allBlocks(info).map((b) => storage.writeBlock(b.piece, b.offset, slice(linear, info, b.piece, b.offset, b.length))),
+    allBlocks(info).map((b) =>
+      storage.writeBlock(b.piece, b.offset, slice(linear, info, b.piece, b.offset, b.length)),
+    ),
   )
 }
 
-async function writePiece(storage: StorageFacade, info: TorrentInfo, linear: Uint8Array, piece: number): Promise<void> {
+async function writePiece(
+  storage: StorageFacade,
+  info: TorrentInfo,
+  linear: Uint8Array,
+  piece: number,
+): Promise<void> {
   const size = pieceSize(info, piece)
   const writes: Promise<void>[] = []
   for (let offset = 0; offset < size; offset += BLOCK_SIZE) {
@@ -317,13 +342,24 @@ async function writePiece(storage: StorageFacade, info: TorrentInfo, linear: Uin
   await Promise.all(writes)
 }
 
-function slice(linear: Uint8Array, info: TorrentInfo, piece: number, offset: number, length: number): Uint8Array {
+function slice(
+  linear: Uint8Array,
+  info: TorrentInfo,
+  piece: number,
+  offset: number,
+  length: number,
+): Uint8Array {
   const at = piece * info.pieceLength + offset
   return linear.slice(at, at + length)
 }
 
 /** `readBlock` as a plain Uint8Array (backends may return Buffers, a subclass). */
-async function readPlain(storage: StorageFacade, piece: number, offset: number, length: number): Promise<Uint8Array> {
+async function readPlain(
+  storage: StorageFacade,
+  piece: number,
+  offset: number,
+  length: number,
+): Promise<Uint8Array> {
   return new Uint8Array(await storage.readBlock(piece, offset, length))
 }
 

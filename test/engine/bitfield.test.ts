@@ -15,11 +15,16 @@ describe('Bitfield', () => {
   })
 
   test('fromBytes validates the length and the spare bits', () => {
-    assert.throws(() => Bitfield.fromBytes(new Uint8Array(1), 10), (e: unknown) => {
-      return e instanceof BitfieldError && e.code === 'GW_ERR_BITFIELD_LENGTH'
-    })
+    assert.throws(
+      () => Bitfield.fromBytes(new Uint8Array(1), 10),
+      (e: unknown) => {
+        return e instanceof BitfieldError && e.code === 'GW_ERR_BITFIELD_LENGTH'
+      },
+    )
     assert.throws(() => Bitfield.fromBytes(new Uint8Array(3), 10), { code: 'GW_ERR_BITFIELD_LENGTH' })
-    assert.throws(() => Bitfield.fromBytes(new Uint8Array([0, 0x20]), 10), { code: 'GW_ERR_BITFIELD_SPARE_BITS' })
+    assert.throws(() => Bitfield.fromBytes(new Uint8Array([0, 0x20]), 10), {
+      code: 'GW_ERR_BITFIELD_SPARE_BITS',
+    })
     assert.equal(Bitfield.fromBytes(new Uint8Array([0xff, 0xc0]), 10).count, 10)
     assert.equal(Bitfield.fromBytes(new Uint8Array([0xff]), 8).complete, true)
   })
@@ -51,9 +56,14 @@ describe('Bitfield', () => {
   test('property: bytes round-trip; set and missing indices partition the range', () => {
     fc.assert(
       fc.property(
-        fc.integer({ min: 0, max: 300 }).chain((size) =>
-          fc.tuple(fc.constant(size), fc.uniqueArray(fc.nat({ max: Math.max(0, size - 1) }), { maxLength: size })),
-        ),
+        fc
+          .integer({ min: 0, max: 300 })
+          .chain((size) =>
+            fc.tuple(
+              fc.constant(size),
+              fc.uniqueArray(fc.nat({ max: Math.max(0, size - 1) }), { maxLength: size }),
+            ),
+          ),
         ([size, indices]) => {
           const field = new Bitfield(size)
           for (const i of indices) if (i < size) field.set(i)

@@ -70,7 +70,12 @@ describe('chokeRound', () => {
     const d = chokeRound(peers, { now: NOW, round: 0, seeding: false, slots: 1, random: () => 0 })
     assert.deepEqual(d.unchoked, ['a', 'b'])
     assert.deepEqual(d.optimistic, ['b'])
-    const alone = chokeRound([peer('a', { downloadRate: 1 })], { now: NOW, round: 0, seeding: false, slots: 1 })
+    const alone = chokeRound([peer('a', { downloadRate: 1 })], {
+      now: NOW,
+      round: 0,
+      seeding: false,
+      slots: 1,
+    })
     assert.deepEqual(alone.optimistic, [])
   })
 
@@ -89,6 +94,9 @@ describe('chokeRound', () => {
 
   test('validates its options', () => {
     assert.throws(() => chokeRound([], { now: 0, round: 0, seeding: false, slots: -1 }), RangeError)
-    assert.throws(() => chokeRound([], { now: 0, round: 0, seeding: false, optimisticEveryRounds: 0 }), RangeError)
+    assert.throws(
+      () => chokeRound([], { now: 0, round: 0, seeding: false, optimisticEveryRounds: 0 }),
+      RangeError,
+    )
   })
 })

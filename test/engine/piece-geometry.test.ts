@@ -50,7 +50,11 @@ describe('PieceGeometry', () => {
         ['dir/b.bin', 0, 7_232, 768],
       ],
     )
-    assert.deepEqual(g.dataRanges(1, 7_000, 1_000), [{ pieceOffset: 7_000, length: 1_000 }], 'adjacent files merge')
+    assert.deepEqual(
+      g.dataRanges(1, 7_000, 1_000),
+      [{ pieceOffset: 7_000, length: 1_000 }],
+      'adjacent files merge',
+    )
     assert.throws(() => g.spans(1, 32_000, 1_000), GeometryError)
     assert.throws(() => g.pieceSize(4), GeometryError)
   })

@@ -29,7 +29,12 @@ function seeded(seed: number): () => number {
 }
 
 function picker(info: TorrentInfo, init: Partial<PiecePickerInit> = {}): PiecePicker<string> {
-  return new PiecePicker<string>({ geometry: new PieceGeometry(info), randomFirstPieces: 0, random: seeded(1), ...init })
+  return new PiecePicker<string>({
+    geometry: new PieceGeometry(info),
+    randomFirstPieces: 0,
+    random: seeded(1),
+    ...init,
+  })
 }
 
 function bitfield(size: number, pieces: number[]): Bitfield {
@@ -72,7 +77,10 @@ describe('PiecePicker selection', () => {
   test('the first pieces are random, then rarest first', () => {
     const info = torrent(40)
     const rarestChosen = (seed: number, haveCount: number): boolean => {
-      const have = bitfield(40, [...Array(haveCount).keys()].map((i) => 39 - i))
+      const have = bitfield(
+        40,
+        [...Array(haveCount).keys()].map((i) => 39 - i),
+      )
       const p = picker(info, { randomFirstPieces: 4, random: seeded(seed), have })
       p.onPeerHaveAll()
       p.onPeerBitfield(Bitfield.full(40))
@@ -128,7 +136,10 @@ describe('PiecePicker selection', () => {
     assert.deepEqual(piece0, [0, 1, 2], 'block 3 of piece 0 is all padding')
     assert.equal(p.blockState(0, 3 * BLOCK_SIZE), 'padding')
     for (const r of got.filter((r) => r.piece === 0)) p.onBlockReceived('a', r)
-    assert.equal(p.onBlockReceived('a', { piece: 0, offset: 3 * BLOCK_SIZE, length: BLOCK_SIZE }).status, 'duplicate')
+    assert.equal(
+      p.onBlockReceived('a', { piece: 0, offset: 3 * BLOCK_SIZE, length: BLOCK_SIZE }).status,
+      'duplicate',
+    )
   })
 })
 
@@ -211,7 +222,11 @@ describe('PiecePicker endgame', () => {
     const dup = b.find((r) => a.some((x) => x.piece === r.piece && x.offset === r.offset))
     assert.ok(dup)
     const fresh = b.filter((r) => !a.some((x) => x.piece === r.piece && x.offset === r.offset))
-    assert.deepEqual(p.pick('c', 'all', 10), fresh, 'cap of two requesters: only b’s fresh block is left to duplicate')
+    assert.deepEqual(
+      p.pick('c', 'all', 10),
+      fresh,
+      'cap of two requesters: only b’s fresh block is left to duplicate',
+    )
     assert.deepEqual(p.pick('d', 'all', 10), [], 'every block has two requesters now')
     assert.deepEqual(p.pick('a', 'all', 10), [], 'never the same block twice to one peer')
     const got = p.onBlockReceived('b', dup)

@@ -136,7 +136,10 @@ describe('RateLimiter', () => {
     assert.equal(time.timers.size, 1)
     rl.close()
     assert.equal(time.timers.size, 0)
-    await assert.rejects(waiting, (e: unknown) => e instanceof RateLimiterError && e.code === 'GW_ERR_RATE_LIMITER_CLOSED')
+    await assert.rejects(
+      waiting,
+      (e: unknown) => e instanceof RateLimiterError && e.code === 'GW_ERR_RATE_LIMITER_CLOSED',
+    )
     await assert.rejects(rl.take(1), RateLimiterError)
     rl.close()
   })

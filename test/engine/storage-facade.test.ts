@@ -5,7 +5,6 @@
 
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import { StorageFacade } from '../../gateway/engine/storage-facade.ts'
 import {
   type CompletionState,
   type HashWant,
@@ -14,6 +13,7 @@ import {
   StorageError,
   type TorrentStorage,
 } from '../../gateway/engine/storage.ts'
+import { StorageFacade } from '../../gateway/engine/storage-facade.ts'
 import type { TorrentInfo } from '../../gateway/protocol/types.ts'
 import { BLOCK_SIZE } from '../../gateway/protocol/types.ts'
 import { LAYOUTS } from '../helpers/layouts.ts'

@@ -40,8 +40,18 @@ export function buildInfo(spec: LayoutSpec): TorrentInfo {
   let offset = 0
   const push = (path: readonly string[], length: number, padding: boolean, virtual: boolean): void => {
     const firstPiece = Math.floor(offset / spec.pieceLength)
-    const pieceCount = length === 0 ? 0 : Math.floor((offset + length - 1) / spec.pieceLength) - firstPiece + 1
-    files.push({ path, length, offset, padding, virtual, attr: padding && !virtual ? 'p' : '', firstPiece, pieceCount })
+    const pieceCount =
+      length === 0 ? 0 : Math.floor((offset + length - 1) / spec.pieceLength) - firstPiece + 1
+    files.push({
+      path,
+      length,
+      offset,
+      padding,
+      virtual,
+      attr: padding && !virtual ? 'p' : '',
+      firstPiece,
+      pieceCount,
+    })
     offset += length
   }
   const lastNonEmpty = spec.files.reduce((last, f, i) => (f.length > 0 ? i : last), -1)
@@ -71,7 +81,9 @@ export function buildInfo(spec: LayoutSpec): TorrentInfo {
   const info: TorrentInfo = {
     ...base,
     ...(spec.version !== 'v2' ? { infoHashV1: createHash('sha1').update(seed).digest() } : {}),
-    ...(spec.version !== 'v1' ? { infoHashV2: createHash('sha256').update(seed).digest(), metaVersion: 2 } : {}),
+    ...(spec.version !== 'v1'
+      ? { infoHashV2: createHash('sha256').update(seed).digest(), metaVersion: 2 }
+      : {}),
   }
   if (spec.version === 'v2') return info
   const pieces = new Uint8Array(pieceCount * 20)
@@ -166,7 +178,11 @@ export function pieceSize(info: TorrentInfo, piece: number): number {
 
 /** Expected v1 piece hash: SHA-1 of the piece bytes with padding as zeros (BEP3, BEP47). */
 export function expectedSha1(info: TorrentInfo, piece: number, linear = linearData(info)): Uint8Array {
-  return new Uint8Array(createHash('sha1').update(pieceData(info, piece, linear)).digest())
+  return new Uint8Array(
+    createHash('sha1')
+      .update(pieceData(info, piece, linear))
+      .digest(),
+  )
 }
 
 /**
@@ -182,7 +198,13 @@ export function expectedV2Leaves(info: TorrentInfo, piece: number, linear = line
     const from = Math.max(start, f.offset)
     const to = Math.min(end, f.offset + f.length)
     for (let at = from; at < to; at += BLOCK_SIZE) {
-      leaves.push(new Uint8Array(createHash('sha256').update(linear.subarray(at, Math.min(at + BLOCK_SIZE, to))).digest()))
+      leaves.push(
+        new Uint8Array(
+          createHash('sha256')
+            .update(linear.subarray(at, Math.min(at + BLOCK_SIZE, to)))
+            .digest(),
+        ),
+      )
     }
   }
   return leaves

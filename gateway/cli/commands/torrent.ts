@@ -128,7 +128,8 @@ async function info(args: string[], io: CliIO): Promise<number> {
     return 0
   }
   const [target, ...extra] = positionals
-  if (target === undefined || extra.length > 0) throw new UsageError('torrent info takes exactly one file or magnet URI')
+  if (target === undefined || extra.length > 0)
+    throw new UsageError('torrent info takes exactly one file or magnet URI')
   if (target.toLowerCase().startsWith('magnet:')) {
     const link = parseMagnet(target)
     io.stdout.write(`${values.json ? JSON.stringify(magnetJson(link), null, 2) : magnetText(link)}\n`)
@@ -199,7 +200,9 @@ async function create(args: string[], io: CliIO): Promise<number> {
   })
   await writeFile(values.output, bytes)
   const magnet = magnetFromMetainfo(metainfo)
-  io.stdout.write(values.json ? `${JSON.stringify({ ...torrentJson(metainfo), output: values.output })}\n` : `${magnet}\n`)
+  io.stdout.write(
+    values.json ? `${JSON.stringify({ ...torrentJson(metainfo), output: values.output })}\n` : `${magnet}\n`,
+  )
   return 0
 }
 
