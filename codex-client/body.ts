@@ -222,8 +222,10 @@ export async function peekFirstChunk(
 }
 
 /**
- * The upload body: `first` then the rest of `iterator`, reporting every chunk to `onChunk`
- * (byte counting and the idle timer). Source errors become `CodexUploadSourceError`.
+ * The upload body: `first` then the rest of `iterator`, pulled one chunk per `read()` (undici's
+ * backpressure reaches the source), reporting every chunk to `onChunk` (byte counting and the idle
+ * timer). Source errors become `CodexUploadSourceError`. Destroying the stream returns at once
+ * and closes the source in the background (a stalled source cannot delay an abort or timeout).
  */
 export function uploadStream(
   first: Uint8Array,
@@ -231,10 +233,10 @@ export function uploadStream(
   onChunk: (bytes: number) => void,
   errorInit: CodexErrorInit,
 ): Readable {
-  async function* chunks(): AsyncGenerator<Uint8Array, void, undefined> {
-    onChunk(first.length)
-    yield first
-    let done = false
+  let sentFirst = false
+  let pulling = false
+  let finished = false
+  const pull = async (): Promise<void> => {
     try {
       for (;;) {
         let step: IteratorResult<unknown>
@@ -243,20 +245,46 @@ export function uploadStream(
         } catch (err) {
           throw new CodexUploadSourceError('upload source failed', { ...errorInit, cause: err })
         }
+        if (out.destroyed) return
         if (step.done) {
-          done = true
+          finished = true
+          out.push(null)
           return
         }
         const chunk = toBytes(step.value, errorInit)
         if (chunk.length === 0) continue
         onChunk(chunk.length)
-        yield chunk
+        pulling = false
+        out.push(chunk)
+        return
       }
-    } finally {
-      if (!done) await closeIterator(iterator)
+    } catch (err) {
+      pulling = false
+      out.destroy(err instanceof Error ? err : new Error(String(err)))
     }
   }
-  return Readable.from(chunks(), { objectMode: false, highWaterMark: 64 * 1024 })
+  const out: Readable = new Readable({
+    highWaterMark: 64 * 1024,
+    read() {
+      if (!sentFirst) {
+        sentFirst = true
+        onChunk(first.length)
+        out.push(first)
+        return
+      }
+      if (pulling) return
+      pulling = true
+      void pull()
+    },
+    destroy(err, callback) {
+      if (!finished) {
+        finished = true
+        void closeIterator(iterator)
+      }
+      callback(err)
+    },
+  })
+  return out
 }
 
 /** Ends an iterator early (destroys a Readable source). Never throws. */

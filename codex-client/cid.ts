@@ -21,10 +21,19 @@
  * CIDv1 and bare (`Qm…`) for CIDv0.
  */
 import { createHash } from 'node:crypto'
-import { CID } from 'multiformats/cid'
-import { base32, base32hex, base32hexpad, base32hexpadupper, base32hexupper, base32pad, base32padupper, base32upper } from 'multiformats/bases/base32'
+import {
+  base32,
+  base32hex,
+  base32hexpad,
+  base32hexpadupper,
+  base32hexupper,
+  base32pad,
+  base32padupper,
+  base32upper,
+} from 'multiformats/bases/base32'
 import { base58btc, base58flickr } from 'multiformats/bases/base58'
 import { base64, base64pad, base64url, base64urlpad } from 'multiformats/bases/base64'
+import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
 
 export { CID }

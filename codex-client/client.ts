@@ -251,7 +251,10 @@ export class CodexClient {
         ),
       )
     } catch (err) {
-      if (iterator !== undefined) await closeIterator(iterator)
+      // Not awaited: a source stalled in next() would otherwise delay the error.
+      if (iterator !== undefined) void closeIterator(iterator)
+      // An iterator that never started does not destroy its Readable on return().
+      if (isReadable(body) && !body.destroyed) body.destroy()
       throw err
     }
   }
@@ -789,6 +792,10 @@ function checkPositive(value: number, name: string, init: CodexErrorInit): numbe
   if (!Number.isSafeInteger(value) || value <= 0)
     throw new CodexValidationError(`${name} must be a positive integer, got ${value}`, init)
   return value
+}
+
+function isReadable(body: UploadInput): body is Readable {
+  return typeof (body as Partial<Readable>).destroy === 'function' && 'destroyed' in body
 }
 
 function toIterator(body: UploadInput): AsyncIterator<unknown> {

@@ -47,7 +47,14 @@ function splitFile(path: Uint8Array): SplitFile {
       if (dotPos > i) return { nameStart: namePos, nameEnd: dotPos, extLength: path.length - dotPos }
       return { nameStart: namePos, nameEnd: path.length, extLength: 0 }
     }
-    if (c === DOT && i > 0 && i < path.length - 1 && path[i - 1] !== SLASH && path[i + 1] !== DOT && dotPos === 0) {
+    if (
+      c === DOT &&
+      i > 0 &&
+      i < path.length - 1 &&
+      path[i - 1] !== SLASH &&
+      path[i + 1] !== DOT &&
+      dotPos === 0
+    ) {
       dotPos = i
     }
   }

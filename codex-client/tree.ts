@@ -33,11 +33,16 @@ export class EmptyTreeError extends Error {
 }
 
 export function compress(x: Uint8Array, y: Uint8Array, key: CodexTreeKey): Uint8Array {
-  return createHash('sha256').update(x).update(y).update(new Uint8Array([key])).digest()
+  return createHash('sha256')
+    .update(x)
+    .update(y)
+    .update(new Uint8Array([key]))
+    .digest()
 }
 
 function checkDigest(d: Uint8Array): void {
-  if (d.length !== DIGEST_BYTES) throw new RangeError(`tree node must be ${DIGEST_BYTES} bytes, got ${d.length}`)
+  if (d.length !== DIGEST_BYTES)
+    throw new RangeError(`tree node must be ${DIGEST_BYTES} bytes, got ${d.length}`)
 }
 
 /** Reference implementation: the algorithm of NOTES §3.5 written layer by layer. */

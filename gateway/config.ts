@@ -117,7 +117,11 @@ function row(
   secret = false,
 ): ConfigTableRow {
   const env = ENV_PREFIX + key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()
-  return Object.freeze(secret ? { key, env, type, default: dflt, description, secret } : { key, env, type, default: dflt, description })
+  return Object.freeze(
+    secret
+      ? { key, env, type, default: dflt, description, secret }
+      : { key, env, type, default: dflt, description },
+  )
 }
 
 /** Every setting: name, environment variable, type, default and description. */
@@ -126,9 +130,25 @@ export const CONFIG_TABLE: readonly ConfigTableRow[] = Object.freeze([
   row('apiPort', 'port', '8070', 'TCP port of the HTTP API (0 = any free port).'),
   row('peerHost', 'host', '0.0.0.0', 'Address the BitTorrent peer listener binds to.'),
   row('peerPort', 'port', '6881', 'TCP (and uTP/UDP) port for BitTorrent peers (0 = any free port).'),
-  row('codexUrl', 'url', '', 'Base URL of a remote Codex node (http/https). Unset: start the embedded local Codex node.'),
-  row('codexAuth', 'auth', '', 'Credentials for the remote Codex node: `basic:USER:PASS` or `bearer:TOKEN`.', true),
-  row('localCodexHost', 'host', '127.0.0.1', 'Address of the embedded local Codex node (used when CODEX_URL is unset).'),
+  row(
+    'codexUrl',
+    'url',
+    '',
+    'Base URL of a remote Codex node (http/https). Unset: start the embedded local Codex node.',
+  ),
+  row(
+    'codexAuth',
+    'auth',
+    '',
+    'Credentials for the remote Codex node: `basic:USER:PASS` or `bearer:TOKEN`.',
+    true,
+  ),
+  row(
+    'localCodexHost',
+    'host',
+    '127.0.0.1',
+    'Address of the embedded local Codex node (used when CODEX_URL is unset).',
+  ),
   row('localCodexPort', 'port', '8080', 'Port of the embedded local Codex node.'),
   row('dataDir', 'path', './.data', 'Directory for gateway state (CID index, staging spill, resume data).'),
   row('stagingMaxBytes', 'size', '1GiB', 'Upper bound of verified pieces waiting for upload to Codex.'),
@@ -147,7 +167,13 @@ export const CONFIG_TABLE: readonly ConfigTableRow[] = Object.freeze([
     'Comma-separated DHT bootstrap nodes; the empty string means none.',
   ),
   row('trackers', 'url list', '', 'Comma-separated default tracker URLs added to every torrent.'),
-  row('apiToken', 'secret', '', 'Bearer token required on mutating API routes. Unset: no authentication.', true),
+  row(
+    'apiToken',
+    'secret',
+    '',
+    'Bearer token required on mutating API routes. Unset: no authentication.',
+    true,
+  ),
   row('logLevel', 'log level', 'info', `Log level: ${LOG_LEVELS.join(', ')}.`),
   row('shutdownTimeoutMs', 'milliseconds', '15000', 'Grace period for a clean shutdown before exiting.'),
   row('bodyLimitBytes', 'size', '16MiB', 'Maximum HTTP request body (e.g. an uploaded .torrent).'),
@@ -171,7 +197,9 @@ export class ConfigError extends Error {
 
   constructor(issues: readonly ConfigIssue[]) {
     const lines = issues.map((i) => `  - ${i.setting}: ${i.message}`)
-    super(`invalid configuration (${issues.length} problem${issues.length === 1 ? '' : 's'}):\n${lines.join('\n')}`)
+    super(
+      `invalid configuration (${issues.length} problem${issues.length === 1 ? '' : 's'}):\n${lines.join('\n')}`,
+    )
     this.name = 'ConfigError'
     this.issues = Object.freeze([...issues])
   }
@@ -266,7 +294,9 @@ export function parseSize(raw: Raw, min = 0): number {
     const m = /^(\d+(?:\.\d+)?)\s*([A-Za-z]*)$/.exec(text)
     const unit = m ? SIZE_UNITS[m[2]!.toLowerCase()] : undefined
     if (!m || unit === undefined) {
-      throw new ValueProblem(`'${text}' is not a size (use bytes, or a number with B, KiB, MiB, GiB, TiB, KB, MB, GB)`)
+      throw new ValueProblem(
+        `'${text}' is not a size (use bytes, or a number with B, KiB, MiB, GiB, TiB, KB, MB, GB)`,
+      )
     }
     n = Number(m[1]) * unit
   }
@@ -297,7 +327,8 @@ export function parseHostPort(text: string): HostPort {
 function splitList(raw: Raw, what: string): string[] {
   if (Array.isArray(raw)) {
     return raw.map((item) => {
-      if (typeof item !== 'string') throw new ValueProblem(`list item ${JSON.stringify(item)} is not a string`)
+      if (typeof item !== 'string')
+        throw new ValueProblem(`list item ${JSON.stringify(item)} is not a string`)
       return item.trim()
     })
   }
@@ -452,7 +483,12 @@ function readFileObject(
     text = readFileSync(file, 'utf8')
   } catch (err) {
     const reason = (err as NodeJS.ErrnoException).code ?? (err as Error).message
-    issues.push({ key: undefined, setting: CONFIG_FILE_ENV, source: 'file', message: `cannot read '${file}' (${reason})` })
+    issues.push({
+      key: undefined,
+      setting: CONFIG_FILE_ENV,
+      source: 'file',
+      message: `cannot read '${file}' (${reason})`,
+    })
     return {}
   }
   let parsed: unknown
@@ -468,7 +504,12 @@ function readFileObject(
     return {}
   }
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
-    issues.push({ key: undefined, setting: CONFIG_FILE_ENV, source: 'file', message: `'${file}' must hold a JSON object` })
+    issues.push({
+      key: undefined,
+      setting: CONFIG_FILE_ENV,
+      source: 'file',
+      message: `'${file}' must hold a JSON object`,
+    })
     return {}
   }
   return parsed as Record<string, unknown>

@@ -120,7 +120,13 @@ export async function ingestDataset(
     await store.commitTree(treeCid, leafPath)
     committed = true
 
-    const manifest = newManifest({ treeCid, datasetSize, blockSize, filename: meta.filename, mimetype: meta.mimetype })
+    const manifest = newManifest({
+      treeCid,
+      datasetSize,
+      blockSize,
+      filename: meta.filename,
+      mimetype: meta.mimetype,
+    })
     const { bytes, cid } = encodeManifestBlock(manifest)
     await store.putBlock(cid, bytes)
     return { cid, manifest }

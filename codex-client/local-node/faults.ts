@@ -47,7 +47,8 @@ function routeMatches(matcher: RegExp | string | undefined, req: RequestInfo): b
   if (matcher === undefined) return true
   if (typeof matcher === 'string') {
     if (matcher === req.path || matcher === req.route) return true
-    return req.route !== undefined && req.route.startsWith(API_PREFIX) && req.route.slice(API_PREFIX.length) === matcher
+    const route = req.route ?? ''
+    return route.startsWith(API_PREFIX) && route.slice(API_PREFIX.length) === matcher
   }
   matcher.lastIndex = 0
   return matcher.test(req.path)
@@ -70,9 +71,15 @@ export class FaultController {
   failNext(count: number, options: FailOptions = {}): void {
     if (!Number.isInteger(count) || count < 0) throw new RangeError(`failNext: bad count ${count}`)
     const status = options.status ?? 500
-    if (!Number.isInteger(status) || status < 100 || status > 599) throw new RangeError(`failNext: bad status ${status}`)
+    if (!Number.isInteger(status) || status < 100 || status > 599)
+      throw new RangeError(`failNext: bad status ${status}`)
     if (count === 0) return
-    this.#rules.push({ remaining: count, status, route: options.route, method: options.method?.toUpperCase() })
+    this.#rules.push({
+      remaining: count,
+      status,
+      route: options.route,
+      method: options.method?.toUpperCase(),
+    })
   }
 
   setLatency(ms: number): void {

@@ -91,7 +91,12 @@ export async function loadIdentity(dataDir: string): Promise<NodeIdentity> {
     },
   })
   const signature = sign('sha256', signed, key)
-  const envelope = Buffer.concat([field(1, publicKeyProto), field(2, payloadType), field(3, record), field(5, signature)])
+  const envelope = Buffer.concat([
+    field(1, publicKeyProto),
+    field(2, payloadType),
+    field(3, record),
+    field(5, signature),
+  ])
   return {
     peerId,
     spr: `spr:${envelope.toString('base64url')}`,

@@ -13,8 +13,7 @@
  */
 import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
-import { FaultController } from './faults.ts'
-import { API_PREFIX } from './faults.ts'
+import { API_PREFIX, FaultController } from './faults.ts'
 import { loadIdentity } from './identity.ts'
 import { buildServer } from './server.ts'
 import { DEFAULT_QUOTA_BYTES, DiskStore } from './store.ts'
@@ -52,9 +51,11 @@ export interface LocalCodexNode {
 }
 
 export async function startLocalCodexNode(init: LocalCodexNodeInit): Promise<LocalCodexNode> {
-  if (typeof init.dataDir !== 'string' || init.dataDir === '') throw new TypeError('startLocalCodexNode: dataDir is required')
+  if (typeof init.dataDir !== 'string' || init.dataDir === '')
+    throw new TypeError('startLocalCodexNode: dataDir is required')
   const quota = init.quotaBytes ?? DEFAULT_QUOTA_BYTES
-  if (!Number.isSafeInteger(quota) || quota < 0) throw new RangeError(`startLocalCodexNode: bad quotaBytes ${quota}`)
+  if (!Number.isSafeInteger(quota) || quota < 0)
+    throw new RangeError(`startLocalCodexNode: bad quotaBytes ${quota}`)
   const networkMissingTimeoutMs = init.networkMissingTimeoutMs ?? 0
   if (!(networkMissingTimeoutMs >= 0)) {
     throw new RangeError(`startLocalCodexNode: bad networkMissingTimeoutMs ${networkMissingTimeoutMs}`)

@@ -15,8 +15,13 @@
 import type { IncomingMessage } from 'node:http'
 import { Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+} from 'fastify'
 import { base58btc } from 'multiformats/bases/base58'
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import type { CID } from '../cid.ts'
 import { formatCid, isManifestCid, parseCid } from '../cid.ts'
@@ -46,7 +51,8 @@ export interface ServerComponents {
 
 /** Body of the 404 a network route gives for a CID no peer has (guess: Codex would retry ~100 min). */
 export const NETWORK_MISSING_MESSAGE = 'Block not found'
-export const LOCAL_MISSING_MESSAGE = 'The requested CID could not be retrieved (Block not found in local store).'
+export const LOCAL_MISSING_MESSAGE =
+  'The requested CID could not be retrieved (Block not found in local store).'
 export const MARKETPLACE_DISABLED_MESSAGE = 'Persistence is not enabled'
 /** nim-codex `fetchManifest` for a CID whose codec is not codex-manifest (the braces are literal). */
 export const NOT_A_MANIFEST_CODEC_MESSAGE = 'CID has invalid content type for manifest {$cid}'
@@ -109,7 +115,8 @@ export function buildServer(c: ServerComponents): FastifyInstance {
   app.addHook('onRequest', async (req, reply) => {
     const info = requestInfo(req)
     faults.record(info)
-    if (faults.latencyMs > 0) await sleep(faults.latencyMs, undefined, { signal: c.signal }).catch(() => undefined)
+    if (faults.latencyMs > 0)
+      await sleep(faults.latencyMs, undefined, { signal: c.signal }).catch(() => undefined)
     const status = faults.takeFailure(info)
     if (status !== undefined) return sendError(reply, status, 'Injected fault')
     return undefined
@@ -144,7 +151,9 @@ export function buildServer(c: ServerComponents): FastifyInstance {
     return sendError(reply, 404, NETWORK_MISSING_MESSAGE)
   }
 
-  type ManifestLookup = { ok: true; manifest: Manifest } | { ok: false; status: 404; message: string; missing: boolean }
+  type ManifestLookup =
+    | { ok: true; manifest: Manifest }
+    | { ok: false; status: 404; message: string; missing: boolean }
 
   /** nim-codex `fetchManifest` against the local store. */
   const fetchManifest = async (cid: CID): Promise<ManifestLookup> => {
@@ -153,7 +162,8 @@ export function buildServer(c: ServerComponents): FastifyInstance {
       return { ok: false, status: 404, message: NOT_A_MANIFEST_CODEC_MESSAGE, missing }
     }
     const bytes = await store.readBlock(cid)
-    if (bytes === undefined) return { ok: false, status: 404, message: NETWORK_MISSING_MESSAGE, missing: true }
+    if (bytes === undefined)
+      return { ok: false, status: 404, message: NETWORK_MISSING_MESSAGE, missing: true }
     try {
       return { ok: true, manifest: decodeManifest(bytes) }
     } catch {
@@ -162,7 +172,11 @@ export function buildServer(c: ServerComponents): FastifyInstance {
   }
 
   /** nim-codex `retrieveCid`: streams a dataset, or answers 404. */
-  const retrieve = async (req: FastifyRequest, reply: FastifyReply, local: boolean): Promise<FastifyReply> => {
+  const retrieve = async (
+    req: FastifyRequest,
+    reply: FastifyReply,
+    local: boolean,
+  ): Promise<FastifyReply> => {
     const cid = cidParam(req, reply)
     if (cid === undefined) return reply
     const present = await store.hasBlock(cid)
@@ -227,7 +241,7 @@ export function buildServer(c: ServerComponents): FastifyInstance {
       const { cid } = await ingestDataset(store, body, { filename, mimetype })
       return sendText(reply, formatCid(cid))
     } catch (err) {
-      if (raw.destroyed || raw.errored) {
+      if (raw.readableAborted || raw.socket?.destroyed) {
         req.log.warn({ err }, 'local codex node: upload aborted')
         return reply
       }
@@ -448,7 +462,8 @@ function checkLogLevel(spec: string): string | undefined {
     if (part === '') continue
     const colon = part.indexOf(':')
     const level = (colon < 0 ? part : part.slice(0, colon)).trim().toUpperCase()
-    if (!LOG_LEVELS.has(level)) return `Please specify one of: trace, debug, info, notice, warn, error or fatal`
+    if (!LOG_LEVELS.has(level))
+      return `Please specify one of: trace, debug, info, notice, warn, error or fatal`
   }
   return undefined
 }

@@ -100,7 +100,8 @@ export class DiskStore {
 
   async #init(): Promise<void> {
     await rm(this.tmpDir, { recursive: true, force: true })
-    for (const dir of ['blocks', 'manifests', 'trees', 'tmp']) await mkdir(join(this.dataDir, dir), { recursive: true })
+    for (const dir of ['blocks', 'manifests', 'trees', 'tmp'])
+      await mkdir(join(this.dataDir, dir), { recursive: true })
     for (const sub of await readdir(join(this.dataDir, 'blocks'))) {
       const dir = join(this.dataDir, 'blocks', sub)
       for (const name of await readdir(dir)) await this.#account(join(dir, name))

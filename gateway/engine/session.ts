@@ -330,12 +330,11 @@ export class Session {
       if (t.infoHashV1 && t.infoHashV2) upgrade.set(toHex(t.infoHashV1), t.infoHashV2.subarray(0, 20))
     }
     socket.resume()
-    // TODO(engine): choose the reserved bits per requested swarm (needs a per-hash option in
-    // performHandshake); until then the upgrade bit is set when every torrent has a v2 half.
-    const allV2 = [...this.#swarms.values()].every((t) => t.infoHashV2 !== undefined)
     void performHandshake(socket, {
       peerId: this.peerId,
-      reserved: this.#reserved(allV2 && this.#swarms.size > 0),
+      reserved: this.#reserved(false),
+      // The BEP52 upgrade bit only for the swarms of torrents with a v2 half.
+      reservedFor: (hex) => this.#reserved(this.#swarms.get(hex)?.infoHashV2 !== undefined),
       expectInfoHashes: expect,
       upgrade,
       signal: this.#abort.signal,

@@ -135,11 +135,13 @@ export function toErrorReply(err: unknown): ErrorReply {
     return reply(e.code, message ?? ERROR_CATALOGUE[e.code].message, details)
   }
   if (Array.isArray(e.validation)) {
-    const details = (e.validation as { instancePath?: string; message?: string; keyword?: string }[]).map((v) => ({
-      path: v.instancePath ?? '',
-      keyword: v.keyword,
-      message: v.message,
-    }))
+    const details = (e.validation as { instancePath?: string; message?: string; keyword?: string }[]).map(
+      (v) => ({
+        path: v.instancePath ?? '',
+        keyword: v.keyword,
+        message: v.message,
+      }),
+    )
     return reply('GW_ERR_VALIDATION', message ?? ERROR_CATALOGUE.GW_ERR_VALIDATION.message, details)
   }
   if (typeof e.code === 'string' && Object.hasOwn(FOREIGN_CODES, e.code)) {

@@ -73,9 +73,13 @@ export function decodeBase64Torrent(text: string): Uint8Array {
 
 export function checkMagnet(magnet: string): string {
   const m = magnet.trim()
-  if (!/^magnet:\?/i.test(m)) throw new GatewayError('GW_ERR_BAD_MAGNET', 'A magnet link starts with `magnet:?`.')
+  if (!/^magnet:\?/i.test(m))
+    throw new GatewayError('GW_ERR_BAD_MAGNET', 'A magnet link starts with `magnet:?`.')
   if (!/[?&]xt=urn:bt(?:ih|mh):/i.test(m)) {
-    throw new GatewayError('GW_ERR_BAD_MAGNET', 'The magnet link has no `xt=urn:btih:` or `xt=urn:btmh:` topic.')
+    throw new GatewayError(
+      'GW_ERR_BAD_MAGNET',
+      'The magnet link has no `xt=urn:btih:` or `xt=urn:btmh:` topic.',
+    )
   }
   return m
 }

@@ -28,9 +28,13 @@ declare module 'fastify' {
 /** Extra OpenAPI information a route can carry in `config.openapi`. */
 export interface RouteOpenApiConfig {
   /** Request media types fastify does not validate (schema documents the payload). */
-  readonly requestContent?: Readonly<Record<string, { readonly schema: JsonSchema; readonly description?: string }>>
+  readonly requestContent?: Readonly<
+    Record<string, { readonly schema: JsonSchema; readonly description?: string }>
+  >
   /** Response media types per status, for non-JSON responses. */
-  readonly responseContent?: Readonly<Record<string, Readonly<Record<string, { readonly schema: JsonSchema }>>>>
+  readonly responseContent?: Readonly<
+    Record<string, Readonly<Record<string, { readonly schema: JsonSchema }>>>
+  >
   /** Whether a bearer token is needed when the server has one (default: mutating methods). */
   readonly auth?: boolean
 }
@@ -54,7 +58,9 @@ export interface OpenApiOperation {
   readonly tags?: readonly string[]
   readonly parameters?: readonly Readonly<Record<string, unknown>>[]
   readonly requestBody?: Readonly<Record<string, unknown>>
-  readonly responses: Readonly<Record<string, { description: string; content?: Record<string, { schema: JsonSchema }> }>>
+  readonly responses: Readonly<
+    Record<string, { description: string; content?: Record<string, { schema: JsonSchema }> }>
+  >
   readonly security?: readonly Readonly<Record<string, readonly string[]>>[]
 }
 
@@ -113,7 +119,12 @@ function parametersFrom(schema: unknown, where: 'path' | 'query'): Record<string
   const required = new Set(s.required ?? [])
   return Object.entries(s.properties ?? {}).map(([name, prop]) => {
     const { description, ...rest } = prop as { description?: string }
-    const p: Record<string, unknown> = { name, in: where, required: where === 'path' || required.has(name), schema: rest }
+    const p: Record<string, unknown> = {
+      name,
+      in: where,
+      required: where === 'path' || required.has(name),
+      schema: rest,
+    }
     if (typeof description === 'string') p.description = description
     return p
   })
@@ -134,7 +145,10 @@ function responsesFrom(route: CollectedRoute): OpenApiOperation['responses'] {
     }
   }
   for (const [status, content] of Object.entries(route.openapi.responseContent ?? {})) {
-    out[status] = { description: out[status]?.description ?? STATUS_TEXT[status] ?? `HTTP ${status}`, content: { ...out[status]?.content, ...content } }
+    out[status] = {
+      description: out[status]?.description ?? STATUS_TEXT[status] ?? `HTTP ${status}`,
+      content: { ...out[status]?.content, ...content },
+    }
   }
   return out
 }

@@ -93,7 +93,10 @@ export const torrentSummary = {
   type: 'object',
   required: summaryRequired,
   additionalProperties: false,
-  properties: { ...summaryProperties, peers: { type: 'integer', minimum: 0, description: 'connected peers' } },
+  properties: {
+    ...summaryProperties,
+    peers: { type: 'integer', minimum: 0, description: 'connected peers' },
+  },
 } as const
 
 export const torrentList = {
@@ -114,7 +117,12 @@ const fileInfo = {
   type: 'object',
   required: ['path', 'sizeBytes', 'progress', 'codexCid'],
   additionalProperties: false,
-  properties: { path: { type: 'string' }, sizeBytes: bytes, progress: fraction, codexCid: { type: ['string', 'null'] } },
+  properties: {
+    path: { type: 'string' },
+    sizeBytes: bytes,
+    progress: fraction,
+    codexCid: { type: ['string', 'null'] },
+  },
 } as const
 
 const trackerInfo = {
@@ -154,15 +162,7 @@ const torrentErrorInfo = {
 
 export const torrentDetails = {
   type: 'object',
-  required: [
-    ...summaryRequired,
-    'pieceLength',
-    'pieceCount',
-    'files',
-    'recordCid',
-    'trackers',
-    'errors',
-  ],
+  required: [...summaryRequired, 'pieceLength', 'pieceCount', 'files', 'recordCid', 'trackers', 'errors'],
   additionalProperties: false,
   properties: {
     ...summaryProperties,

@@ -14,7 +14,12 @@
  *   per request, at debug for probes and scrapes, and HTTP metrics;
  * - the OpenAPI document, collected from every route's schema by an `onRoute` hook.
  */
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest, LogController } from 'fastify'
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyRequest,
+  LogController,
+} from 'fastify'
 import type { GatewayConfig } from '../config.ts'
 import type { Logger } from '../observability/logger.ts'
 import type { HttpRequestEvent } from '../observability/metrics.ts'
@@ -91,7 +96,13 @@ export function buildServer(deps: BuildServerDeps): FastifyInstance {
   app.addHook('onResponse', async (request, reply) => {
     const route = routeOf(request)
     const durationSeconds = reply.elapsedTime / 1000
-    const line = { method: request.method, url: request.url, route, statusCode: reply.statusCode, durationMs: reply.elapsedTime }
+    const line = {
+      method: request.method,
+      url: request.url,
+      route,
+      statusCode: reply.statusCode,
+      durationMs: reply.elapsedTime,
+    }
     if (QUIET_ROUTES.has(route)) request.log.debug(line, 'request completed')
     else request.log.info(line, 'request completed')
     metrics.observeHttpRequest?.({ method: request.method, route, status: reply.statusCode, durationSeconds })
@@ -109,7 +120,9 @@ export function buildServer(deps: BuildServerDeps): FastifyInstance {
 
   app.setNotFoundHandler(async (request, reply) => {
     const path = request.url.split('?')[0]
-    const mapped = toErrorReply(new GatewayError('GW_ERR_NOT_FOUND', `Route ${request.method} ${path} not found.`))
+    const mapped = toErrorReply(
+      new GatewayError('GW_ERR_NOT_FOUND', `Route ${request.method} ${path} not found.`),
+    )
     return reply.code(mapped.status).send(mapped.body)
   })
 

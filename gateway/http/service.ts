@@ -14,8 +14,8 @@
 import type { HostPort } from '../config.ts'
 
 export type { HostPort } from '../config.ts'
-export { GatewayError } from './errors.ts'
 export type { GatewayErrorCode } from './errors.ts'
+export { GatewayError } from './errors.ts'
 
 /** Cancellation, as everywhere in the gateway (STYLE §7.4). */
 export interface AbortOptions {

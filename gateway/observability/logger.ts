@@ -8,8 +8,9 @@
  * - `createSilentLogger()` is a real pino logger at level `silent`, for tests.
  * - `LogSink` is the minimal interface other modules may accept instead of pino's full type.
  */
-import { pino } from 'pino'
+
 import type { DestinationStream, Logger, LoggerOptions } from 'pino'
+import { pino } from 'pino'
 
 export type { Logger } from 'pino'
 
@@ -99,6 +100,10 @@ export function childLogger(parent: Logger, bindings: LogBindings): Logger {
 }
 
 /** A child logger for one component (`component: 'engine'`, `'codex-client'`, `'http'`, …). */
-export function componentLogger(parent: Logger, component: string, extra: Record<string, unknown> = {}): Logger {
+export function componentLogger(
+  parent: Logger,
+  component: string,
+  extra: Record<string, unknown> = {},
+): Logger {
   return parent.child({ component, ...extra })
 }

@@ -108,7 +108,10 @@ function nonNegative(value: number): number {
 /** A short, printable label value; `fallback` when nothing is left. */
 export function sanitizeLabel(value: string, fallback = 'unknown', maxLength = 64): string {
   // biome-ignore lint/suspicious/noControlCharactersInRegex: stripping control characters is the point
-  const cleaned = value.replace(/[\u0000-\u001f\u007f]/g, '').trim().slice(0, maxLength)
+  const cleaned = value
+    .replace(/[\u0000-\u001f\u007f]/g, '')
+    .trim()
+    .slice(0, maxLength)
   return cleaned === '' ? fallback : cleaned
 }
 
@@ -140,7 +143,10 @@ function capClients(byClient: Readonly<Record<string, number>>, max: number): Ma
   if (merged.size <= max) return merged
   const sorted = [...merged.entries()].sort((a, b) => b[1] - a[1])
   const out = new Map(sorted.slice(0, max - 1))
-  out.set('other', sorted.slice(max - 1).reduce((sum, [, n]) => sum + n, 0))
+  out.set(
+    'other',
+    sorted.slice(max - 1).reduce((sum, [, n]) => sum + n, 0),
+  )
   return out
 }
 
@@ -158,7 +164,9 @@ export function createMetrics(sources: MetricsSources, init: CreateMetricsInit =
    * snapshot and each source is called once per scrape.
    */
   const memo = new Map<keyof MetricsSources, unknown>()
-  function read<K extends keyof MetricsSources>(key: K): ReturnType<NonNullable<MetricsSources[K]>> | undefined {
+  function read<K extends keyof MetricsSources>(
+    key: K,
+  ): ReturnType<NonNullable<MetricsSources[K]>> | undefined {
     type R = ReturnType<NonNullable<MetricsSources[K]>>
     if (memo.has(key)) return memo.get(key) as R | undefined
     const fn = sources[key] as (() => R) | undefined
@@ -224,7 +232,8 @@ export function createMetrics(sources: MetricsSources, init: CreateMetricsInit =
     registers,
     collect() {
       this.reset()
-      for (const t of read('torrents') ?? []) this.inc({ info_hash: sanitizeLabel(t.infoHash) }, nonNegative(t.downloadedBytes))
+      for (const t of read('torrents') ?? [])
+        this.inc({ info_hash: sanitizeLabel(t.infoHash) }, nonNegative(t.downloadedBytes))
     },
   })
   new Counter({
@@ -234,7 +243,8 @@ export function createMetrics(sources: MetricsSources, init: CreateMetricsInit =
     registers,
     collect() {
       this.reset()
-      for (const t of read('torrents') ?? []) this.inc({ info_hash: sanitizeLabel(t.infoHash) }, nonNegative(t.uploadedBytes))
+      for (const t of read('torrents') ?? [])
+        this.inc({ info_hash: sanitizeLabel(t.infoHash) }, nonNegative(t.uploadedBytes))
     },
   })
   new Gauge({
@@ -245,7 +255,10 @@ export function createMetrics(sources: MetricsSources, init: CreateMetricsInit =
     collect() {
       this.reset()
       for (const t of read('torrents') ?? []) {
-        this.set({ info_hash: sanitizeLabel(t.infoHash), state: sanitizeLabel(t.state) }, nonNegative(t.peers))
+        this.set(
+          { info_hash: sanitizeLabel(t.infoHash), state: sanitizeLabel(t.state) },
+          nonNegative(t.peers),
+        )
       }
     },
   })
@@ -276,7 +289,8 @@ export function createMetrics(sources: MetricsSources, init: CreateMetricsInit =
     registers,
     collect() {
       this.reset()
-      for (const [client, n] of capClients(read('peersByClient') ?? {}, MAX_CLIENT_LABELS)) this.set({ client }, n)
+      for (const [client, n] of capClients(read('peersByClient') ?? {}, MAX_CLIENT_LABELS))
+        this.set({ client }, n)
     },
   })
   new Counter({
@@ -464,7 +478,11 @@ export function createMetrics(sources: MetricsSources, init: CreateMetricsInit =
     },
     observeHttpRequest(e: HttpRequestEvent): void {
       httpDuration.observe(
-        { method: sanitizeLabel(e.method, 'GET', 10), route: sanitizeLabel(e.route, 'unknown', 128), status: String(e.status) },
+        {
+          method: sanitizeLabel(e.method, 'GET', 10),
+          route: sanitizeLabel(e.route, 'unknown', 128),
+          status: String(e.status),
+        },
         nonNegative(e.durationSeconds),
       )
     },

@@ -286,7 +286,10 @@ function checkInput(bytes: Uint8Array, opts: DecodeOptions): void {
   if (!(bytes instanceof Uint8Array)) throw new BencodeError('BT_ERR_BENCODE_SYNTAX', 'input is not bytes')
   const maxBytes = positiveLimit(opts.maxBytes, DEFAULT_MAX_BYTES, 'maxBytes')
   if (bytes.byteLength > maxBytes) {
-    throw new BencodeError('BT_ERR_BENCODE_TOO_LARGE', `input of ${bytes.byteLength} bytes exceeds ${maxBytes}`)
+    throw new BencodeError(
+      'BT_ERR_BENCODE_TOO_LARGE',
+      `input of ${bytes.byteLength} bytes exceeds ${maxBytes}`,
+    )
   }
   if (bytes.byteLength === 0) throw new BencodeError('BT_ERR_BENCODE_TRUNCATED', 'empty input', 0)
 }
@@ -328,13 +331,15 @@ export function dictSpan(bytes: Uint8Array, key: string, opts: DecodeOptions = {
   let found: Span | undefined
   // Bounded: every key and value consumes at least one byte.
   for (;;) {
-    if (r.pos >= bytes.byteLength) throw new BencodeError('BT_ERR_BENCODE_TRUNCATED', 'unterminated dictionary', r.pos)
+    if (r.pos >= bytes.byteLength)
+      throw new BencodeError('BT_ERR_BENCODE_TRUNCATED', 'unterminated dictionary', r.pos)
     if (bytes[r.pos] === CH_E) {
       r.pos++
       break
     }
     const c = bytes[r.pos]!
-    if (c < CH_0 || c > CH_9) throw new BencodeError('BT_ERR_BENCODE_SYNTAX', 'dictionary key is not a string', r.pos)
+    if (c < CH_0 || c > CH_9)
+      throw new BencodeError('BT_ERR_BENCODE_SYNTAX', 'dictionary key is not a string', r.pos)
     const keyAt = r.pos
     const k = bytesToKey(r.readString())
     if (seen.has(k)) throw new BencodeError('BT_ERR_BENCODE_DUPLICATE_KEY', 'duplicate dictionary key', keyAt)
@@ -403,7 +408,8 @@ function encodeInto(out: Uint8Array[], v: BEncodable, depth: number): void {
   } else if (v instanceof Map) {
     const entries: [Uint8Array, BEncodable][] = []
     for (const [k, val] of v as ReadonlyMap<string, BEncodable | undefined>) {
-      if (typeof k !== 'string') throw new BencodeError('BT_ERR_BENCODE_UNENCODABLE', 'map key is not a string')
+      if (typeof k !== 'string')
+        throw new BencodeError('BT_ERR_BENCODE_UNENCODABLE', 'map key is not a string')
       if (val !== undefined) entries.push([keyToBytes(k), val])
     }
     encodeDict(out, entries, depth)

@@ -108,7 +108,11 @@ interface Item {
 }
 
 /** Files in BEP52 order, with BEP47 pads between them for hybrids (none after the last file). */
-function layoutItems(files: readonly TorrentSourceFile[], version: TorrentVersion, pieceLength: number): Item[] {
+function layoutItems(
+  files: readonly TorrentSourceFile[],
+  version: TorrentVersion,
+  pieceLength: number,
+): Item[] {
   const items: Item[] = []
   const lastNonEmpty = files.findLastIndex((f) => f.length > 0)
   files.forEach((file, i) => {
@@ -119,23 +123,32 @@ function layoutItems(files: readonly TorrentSourceFile[], version: TorrentVersio
   return items
 }
 
-function validate(init: CreateTorrentInit): { files: TorrentSourceFile[]; single: boolean; version: TorrentVersion } {
+function validate(init: CreateTorrentInit): {
+  files: TorrentSourceFile[]
+  single: boolean
+  version: TorrentVersion
+} {
   const version = init.version ?? 'hybrid'
-  if (version !== 'v1' && version !== 'v2' && version !== 'hybrid') invalid(`unknown version '${String(version)}'`)
+  if (version !== 'v1' && version !== 'v2' && version !== 'hybrid')
+    invalid(`unknown version '${String(version)}'`)
   checkComponent(init.name, 'name')
   if (init.files.length === 0) invalid('no files')
   let total = 0
   for (const f of init.files) {
     if (!Array.isArray(f.path) || f.path.length === 0) invalid('a file has an empty path')
-    f.path.forEach((c) => checkComponent(c, f.path.join('/')))
-    if (!Number.isSafeInteger(f.length) || f.length < 0) invalid(`${f.path.join('/')}: bad length ${f.length}`)
+    for (const c of f.path) checkComponent(c, f.path.join('/'))
+    if (!Number.isSafeInteger(f.length) || f.length < 0)
+      invalid(`${f.path.join('/')}: bad length ${f.length}`)
     total += f.length
   }
   if (total === 0 || !Number.isSafeInteger(total)) invalid('the files hold no data (or too much)')
   const only = init.files[0]!
   const single =
     init.layout === 'single' ||
-    (init.layout === undefined && init.files.length === 1 && only.path.length === 1 && only.path[0] === init.name)
+    (init.layout === undefined &&
+      init.files.length === 1 &&
+      only.path.length === 1 &&
+      only.path[0] === init.name)
   if (single && (init.files.length !== 1 || only.path.length !== 1 || only.path[0] !== init.name)) {
     invalid("layout 'single' needs exactly one file whose path is [name]")
   }
@@ -143,14 +156,22 @@ function validate(init: CreateTorrentInit): { files: TorrentSourceFile[]; single
   for (let i = 1; i < files.length; i++) {
     const a = files[i - 1]!.path
     const b = files[i]!.path
-    if (a.length <= b.length && a.every((c, k) => c === b[k])) invalid(`duplicate or conflicting path '${a.join('/')}'`)
+    if (a.length <= b.length && a.every((c, k) => c === b[k]))
+      invalid(`duplicate or conflicting path '${a.join('/')}'`)
   }
   return { files, single, version }
 }
 
 function checkPieceLength(pl: number): void {
-  if (!Number.isSafeInteger(pl) || pl < MIN_PIECE_LENGTH || pl > MAX_CREATE_PIECE_LENGTH || (pl & (pl - 1)) !== 0) {
-    invalid(`piece length must be a power of two in ${MIN_PIECE_LENGTH}..${MAX_CREATE_PIECE_LENGTH}, got ${pl}`)
+  if (
+    !Number.isSafeInteger(pl) ||
+    pl < MIN_PIECE_LENGTH ||
+    pl > MAX_CREATE_PIECE_LENGTH ||
+    (pl & (pl - 1)) !== 0
+  ) {
+    invalid(
+      `piece length must be a power of two in ${MIN_PIECE_LENGTH}..${MAX_CREATE_PIECE_LENGTH}, got ${pl}`,
+    )
   }
 }
 
@@ -177,7 +198,10 @@ async function hashFile(
       if (!(chunk instanceof Uint8Array)) invalid(`${where}: the stream yielded a non-byte chunk`)
       seen += chunk.byteLength
       if (seen > file.length) {
-        throw new CreateTorrentError('BT_ERR_CREATE_LENGTH_MISMATCH', `${where}: more than ${file.length} bytes`)
+        throw new CreateTorrentError(
+          'BT_ERR_CREATE_LENGTH_MISMATCH',
+          `${where}: more than ${file.length} bytes`,
+        )
       }
       v1?.update(chunk)
       if (v2) {
@@ -232,7 +256,10 @@ function fileTree(results: readonly V2Result[]): Map<string, BEncodable> {
 }
 
 /** Hashes the files and writes the `.torrent`; `signal` aborts between chunks. */
-export async function createTorrent(init: CreateTorrentInit, options: AbortOptions = {}): Promise<CreatedTorrent> {
+export async function createTorrent(
+  init: CreateTorrentInit,
+  options: AbortOptions = {},
+): Promise<CreatedTorrent> {
   const { signal } = options
   signal?.throwIfAborted()
   const { files, single, version } = validate(init)
@@ -309,7 +336,9 @@ function fileSource(abs: string, path: string[], length: number): TorrentSourceF
     path,
     length,
     open: ({ signal } = {}) =>
-      length === 0 ? (async function* () {})() : createReadStream(abs, { start: 0, end: length - 1, ...(signal ? { signal } : {}) }),
+      length === 0
+        ? (async function* () {})()
+        : createReadStream(abs, { start: 0, end: length - 1, ...(signal ? { signal } : {}) }),
   }
 }
 
@@ -343,7 +372,10 @@ export async function createTorrentFromPath(
   const st = await lstat(path)
   const name = opts.name ?? basename(path)
   if (st.isFile()) {
-    return createTorrent({ ...opts, name, files: [fileSource(path, [name], st.size)], layout: 'single' }, options)
+    return createTorrent(
+      { ...opts, name, files: [fileSource(path, [name], st.size)], layout: 'single' },
+      options,
+    )
   }
   if (!st.isDirectory()) invalid(`${path}: not a regular file or directory`)
   const files = await walk(path, options.signal)

@@ -109,7 +109,14 @@ function peer(value: string): MagnetPeer {
   if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1)
   else if (host.includes(':') || host.includes('[') || host.includes(']')) host = ''
   const port = Number(portText)
-  if (colon < 0 || host === '' || !PORT_RE.test(portText) || port < 1 || port > 65535 || /[\s/?#@]/.test(host)) {
+  if (
+    colon < 0 ||
+    host === '' ||
+    !PORT_RE.test(portText) ||
+    port < 1 ||
+    port > 65535 ||
+    /[\s/?#@]/.test(host)
+  ) {
     return fail('BT_ERR_MAGNET_BAD_PEER', 'x.pe', `not host:port: ${value.slice(0, 100)}`)
   }
   return { host, port }
@@ -149,9 +156,11 @@ function decodeComponent(raw: string, param: string): string {
 /** Parses a magnet URI; throws {@link MagnetError} for anything malformed. */
 export function parseMagnet(uri: string): MagnetLink {
   if (typeof uri !== 'string') fail('BT_ERR_MAGNET_SYNTAX', '', 'not a string')
-  if (uri.length > MAX_MAGNET_LENGTH) fail('BT_ERR_MAGNET_SYNTAX', '', `longer than ${MAX_MAGNET_LENGTH} characters`)
+  if (uri.length > MAX_MAGNET_LENGTH)
+    fail('BT_ERR_MAGNET_SYNTAX', '', `longer than ${MAX_MAGNET_LENGTH} characters`)
   const trimmed = uri.trim()
-  if (trimmed.slice(0, 8).toLowerCase() !== 'magnet:?') fail('BT_ERR_MAGNET_SYNTAX', '', "does not start with 'magnet:?'")
+  if (trimmed.slice(0, 8).toLowerCase() !== 'magnet:?')
+    fail('BT_ERR_MAGNET_SYNTAX', '', "does not start with 'magnet:?'")
   let v1: Uint8Array | undefined
   let v2: Uint8Array | undefined
   let name: string | undefined
@@ -164,7 +173,9 @@ export function parseMagnet(uri: string): MagnetLink {
     if (pair === '') continue
     const eq = pair.indexOf('=')
     const rawKey = eq < 0 ? pair : pair.slice(0, eq)
-    const key = decodeComponent(rawKey, rawKey.slice(0, 20)).toLowerCase().replace(/\.[0-9]+$/, '')
+    const key = decodeComponent(rawKey, rawKey.slice(0, 20))
+      .toLowerCase()
+      .replace(/\.[0-9]+$/, '')
     if (key === 'x.pe' && eq < 0) fail('BT_ERR_MAGNET_BAD_PEER', 'x.pe', 'missing value')
     const rawValue = eq < 0 ? '' : pair.slice(eq + 1)
     // `+` means space in display names written by form encoders; elsewhere it is literal.
@@ -225,11 +236,13 @@ function peerText(p: MagnetPeer): string {
 export function buildMagnet(m: MagnetInit): string {
   const params: string[] = []
   if (m.infoHashV1) {
-    if (m.infoHashV1.byteLength !== 20) fail('BT_ERR_MAGNET_BAD_INFO_HASH', 'xt', 'a v1 info hash is 20 bytes')
+    if (m.infoHashV1.byteLength !== 20)
+      fail('BT_ERR_MAGNET_BAD_INFO_HASH', 'xt', 'a v1 info hash is 20 bytes')
     params.push(`xt=urn:btih:${toHex(m.infoHashV1)}`)
   }
   if (m.infoHashV2) {
-    if (m.infoHashV2.byteLength !== 32) fail('BT_ERR_MAGNET_BAD_INFO_HASH', 'xt', 'a v2 info hash is 32 bytes')
+    if (m.infoHashV2.byteLength !== 32)
+      fail('BT_ERR_MAGNET_BAD_INFO_HASH', 'xt', 'a v2 info hash is 32 bytes')
     params.push(`xt=urn:btmh:${SHA256_MULTIHASH_PREFIX}${toHex(m.infoHashV2)}`)
   }
   if (params.length === 0) fail('BT_ERR_MAGNET_NO_INFO_HASH', 'xt', 'no info hash')

@@ -9,7 +9,16 @@
  */
 
 import { createHash } from 'node:crypto'
-import { type BDict, type BValue, bytesText, bytesToKey, decodeBencode, dictSpan, isDict, keyText } from './bencode.ts'
+import {
+  type BDict,
+  type BValue,
+  bytesText,
+  bytesToKey,
+  decodeBencode,
+  dictSpan,
+  isDict,
+  keyText,
+} from './bencode.ts'
 import { BencodeError, MetainfoError, type MetainfoErrorCode } from './errors.ts'
 import { toHex } from './hex.ts'
 import { verifyPieceLayer } from './merkle.ts'
@@ -103,15 +112,19 @@ function lengthOf(v: number | bigint | undefined, field: string): number {
  */
 function component(raw: Uint8Array | string, field: string): string {
   const s = typeof raw === 'string' ? raw : bytesText(raw)
-  if (s === '' || s === '.' || s === '..') fail('BT_ERR_METAINFO_BAD_PATH', field, `invalid path component '${s}'`)
-  if (s.includes('/') || s.includes('\0')) fail('BT_ERR_METAINFO_BAD_PATH', field, 'path component contains / or NUL')
+  if (s === '' || s === '.' || s === '..')
+    fail('BT_ERR_METAINFO_BAD_PATH', field, `invalid path component '${s}'`)
+  if (s.includes('/') || s.includes('\0'))
+    fail('BT_ERR_METAINFO_BAD_PATH', field, 'path component contains / or NUL')
   return s
 }
 
 /** A BEP3 path list: non-empty, each element a valid component. */
 function pathList(v: BValue[], field: string): string[] {
   if (v.length === 0) fail('BT_ERR_METAINFO_BAD_PATH', field, 'empty path')
-  return v.map((c, i) => (c instanceof Uint8Array ? component(c, `${field}[${i}]`) : wrongType(`${field}[${i}]`, 'string', c)))
+  return v.map((c, i) =>
+    c instanceof Uint8Array ? component(c, `${field}[${i}]`) : wrongType(`${field}[${i}]`, 'string', c),
+  )
 }
 
 function nameOf(info: BDict): string {
@@ -143,7 +156,8 @@ function attrsOf(d: BDict, field: string): { attr: string; symlinkPath?: string[
   const attr = attrBytes === undefined ? '' : bytesText(attrBytes)
   if (!attr.includes('l')) return { attr }
   const target = optList(d, 'symlink path', `${field}.symlink path`)
-  if (target === undefined) fail('BT_ERR_METAINFO_MISSING_FIELD', `${field}.symlink path`, 'symlink without a target')
+  if (target === undefined)
+    fail('BT_ERR_METAINFO_MISSING_FIELD', `${field}.symlink path`, 'symlink without a target')
   return { attr, symlinkPath: pathList(target, `${field}.symlink path`) }
 }
 
@@ -151,7 +165,8 @@ function attrsOf(d: BDict, field: string): { attr: string; symlinkPath?: string[
 function fileLength(d: BDict, attr: string, field: string): number {
   const raw = optInt(d, 'length', `${field}.length`)
   if (attr.includes('l')) {
-    if (raw !== undefined && raw !== 0) fail('BT_ERR_METAINFO_BAD_LENGTH', `${field}.length`, 'a symlink has length 0')
+    if (raw !== undefined && raw !== 0)
+      fail('BT_ERR_METAINFO_BAD_LENGTH', `${field}.length`, 'a symlink has length 0')
     return 0
   }
   return lengthOf(raw, `${field}.length`)
@@ -161,7 +176,11 @@ function fileLength(d: BDict, attr: string, field: string): number {
 function v1Files(info: BDict, name: string, maxFiles: number): RawFile[] {
   const files = optList(info, 'files', 'info.files')
   if (info.has('length') && files !== undefined) {
-    fail('BT_ERR_METAINFO_CONFLICTING_FIELDS', 'info.files', "both 'length' and 'files' (BEP3: one or the other)")
+    fail(
+      'BT_ERR_METAINFO_CONFLICTING_FIELDS',
+      'info.files',
+      "both 'length' and 'files' (BEP3: one or the other)",
+    )
   }
   if (!info.has('length') && files === undefined) {
     fail('BT_ERR_METAINFO_MISSING_FIELD', 'info.length', "neither 'length' nor 'files' (BEP3)")
@@ -171,7 +190,8 @@ function v1Files(info: BDict, name: string, maxFiles: number): RawFile[] {
     return [{ path: [name], length: fileLength(info, a.attr, 'info'), ...a, padding: a.attr.includes('p') }]
   }
   if (files.length === 0) fail('BT_ERR_METAINFO_EMPTY', 'info.files', 'empty file list')
-  if (files.length > maxFiles) fail('BT_ERR_METAINFO_TOO_MANY_FILES', 'info.files', `more than ${maxFiles} files`)
+  if (files.length > maxFiles)
+    fail('BT_ERR_METAINFO_TOO_MANY_FILES', 'info.files', `more than ${maxFiles} files`)
   return files.map((f, i): RawFile => {
     const field = `info.files[${i}]`
     if (!isDict(f)) wrongType(field, 'dictionary', f)
@@ -202,10 +222,12 @@ function v2Files(tree: BDict, maxFiles: number): RawFile[] {
     const field = `info.file tree${path.map((c) => `/${c}`).join('')}`
     const props = node.get('')
     if (path.length > 0 && props !== undefined) {
-      if (node.size !== 1) fail('BT_ERR_METAINFO_BAD_FILE_TREE', field, "a file ('' key) must have no siblings")
+      if (node.size !== 1)
+        fail('BT_ERR_METAINFO_BAD_FILE_TREE', field, "a file ('' key) must have no siblings")
       if (!isDict(props)) wrongType(`${field}/''`, 'dictionary', props)
       out.push(v2File(props, path, `${field}/''`))
-      if (out.length > maxFiles) fail('BT_ERR_METAINFO_TOO_MANY_FILES', 'info.file tree', `more than ${maxFiles} files`)
+      if (out.length > maxFiles)
+        fail('BT_ERR_METAINFO_TOO_MANY_FILES', 'info.file tree', `more than ${maxFiles} files`)
       continue
     }
     const keys = [...node.keys()].sort()
@@ -224,13 +246,19 @@ function v2Files(tree: BDict, maxFiles: number): RawFile[] {
 
 function v2File(props: BDict, path: string[], field: string): RawFile {
   const a = attrsOf(props, field)
-  if (a.attr.includes('p')) fail('BT_ERR_METAINFO_BAD_FILE_TREE', field, 'pad files do not belong in a file tree')
+  if (a.attr.includes('p'))
+    fail('BT_ERR_METAINFO_BAD_FILE_TREE', field, 'pad files do not belong in a file tree')
   const length = fileLength(props, a.attr, field)
   if (length === 0) return { path, length, ...a, padding: false } // BEP52: empty files have no root
   const root = optBytes(props, 'pieces root', `${field}.pieces root`)
-  if (root === undefined) fail('BT_ERR_METAINFO_BAD_PIECES_ROOT', `${field}.pieces root`, 'missing for a non-empty file')
+  if (root === undefined)
+    fail('BT_ERR_METAINFO_BAD_PIECES_ROOT', `${field}.pieces root`, 'missing for a non-empty file')
   if (root.byteLength !== HASH_SIZE) {
-    fail('BT_ERR_METAINFO_BAD_PIECES_ROOT', `${field}.pieces root`, `must be 32 bytes, got ${root.byteLength}`)
+    fail(
+      'BT_ERR_METAINFO_BAD_PIECES_ROOT',
+      `${field}.pieces root`,
+      `must be 32 bytes, got ${root.byteLength}`,
+    )
   }
   return { path, length, ...a, padding: false, piecesRoot: root.slice() }
 }
@@ -287,10 +315,18 @@ function hybridLayout(v1: readonly RawFile[], v2: readonly RawFile[], pieceLengt
     const g = v2[j++]
     if (g === undefined) fail('BT_ERR_METAINFO_HYBRID_MISMATCH', field, 'file is not in the v2 file tree')
     if (!samePath(f.path, g.path) || f.length !== g.length) {
-      fail('BT_ERR_METAINFO_HYBRID_MISMATCH', field, `'${f.path.join('/')}' differs from v2 file '${g.path.join('/')}'`)
+      fail(
+        'BT_ERR_METAINFO_HYBRID_MISMATCH',
+        field,
+        `'${f.path.join('/')}' differs from v2 file '${g.path.join('/')}'`,
+      )
     }
     if (f.length > 0 && offset % pieceLength !== 0) {
-      fail('BT_ERR_METAINFO_HYBRID_MISMATCH', field, 'file is not aligned to a piece boundary (missing pad file)')
+      fail(
+        'BT_ERR_METAINFO_HYBRID_MISMATCH',
+        field,
+        'file is not aligned to a piece boundary (missing pad file)',
+      )
     }
     out.push({ raw: { ...f, ...(g.piecesRoot ? { piecesRoot: g.piecesRoot } : {}) }, virtual: false })
     offset += f.length
@@ -337,7 +373,8 @@ function checkDuplicates(entries: readonly FileEntry[]): void {
     files.add(p)
     for (let k = 1; k < e.path.length; k++) {
       const d = e.path.slice(0, k).join('/')
-      if (files.has(d)) fail('BT_ERR_METAINFO_DUPLICATE_PATH', 'info', `'${d}' is both a file and a directory`)
+      if (files.has(d))
+        fail('BT_ERR_METAINFO_DUPLICATE_PATH', 'info', `'${d}' is both a file and a directory`)
       dirs.add(d)
     }
   }
@@ -380,7 +417,8 @@ function parseInfoValue(infoValue: BValue, infoBytes: Uint8Array, opts: ParseOpt
   let v2: RawFile[] | undefined
   if (hasV2) {
     const tree = optDict(info, 'file tree', 'info.file tree')
-    if (tree === undefined) fail('BT_ERR_METAINFO_MISSING_FIELD', 'info.file tree', 'missing (meta version 2)')
+    if (tree === undefined)
+      fail('BT_ERR_METAINFO_MISSING_FIELD', 'info.file tree', 'missing (meta version 2)')
     v2 = v2Files(tree, maxFiles)
   }
   const placed =
@@ -389,7 +427,6 @@ function parseInfoValue(infoValue: BValue, infoBytes: Uint8Array, opts: ParseOpt
       : v2
         ? v2Layout(v2, pieceLength)
         : v1!.map((raw) => ({ raw, virtual: false }))
-  if (placed.length > maxFiles) fail('BT_ERR_METAINFO_TOO_MANY_FILES', 'info', `more than ${maxFiles} files`)
   const files = toEntries(placed, pieceLength)
   checkDuplicates(files)
 
@@ -436,7 +473,8 @@ function digest(alg: 'sha1' | 'sha256', data: Uint8Array): Uint8Array {
 function decodeTop(bytes: Uint8Array, opts: ParseOptions): BValue {
   const maxBytes = opts.maxBytes ?? DEFAULT_MAX_TORRENT_BYTES
   if (!(bytes instanceof Uint8Array)) fail('BT_ERR_METAINFO_BENCODE', '', 'input is not bytes')
-  if (bytes.byteLength > maxBytes) fail('BT_ERR_METAINFO_TOO_LARGE', '', `${bytes.byteLength} bytes exceeds ${maxBytes}`)
+  if (bytes.byteLength > maxBytes)
+    fail('BT_ERR_METAINFO_TOO_LARGE', '', `${bytes.byteLength} bytes exceeds ${maxBytes}`)
   try {
     return decodeBencode(bytes, { maxBytes, maxDepth: MAX_DEPTH }).value
   } catch (err) {
@@ -481,7 +519,8 @@ function trackersOf(top: BDict): string[][] {
 function webSeedsOf(top: BDict): string[] {
   const v = top.get('url-list')
   if (v === undefined) return []
-  const raw = v instanceof Uint8Array ? [v] : Array.isArray(v) ? v : wrongType('url-list', 'string or list', v)
+  const raw =
+    v instanceof Uint8Array ? [v] : Array.isArray(v) ? v : wrongType('url-list', 'string or list', v)
   const urls = raw.map((u, i) => urlText(u, `url-list[${i}]`)).filter((u) => u !== '')
   return [...new Set(urls)]
 }
@@ -497,7 +536,8 @@ function pieceLayersOf(top: BDict, info: TorrentInfo): Map<string, Uint8Array> {
     if (out.has(hex)) continue // identical files share a root and a layer
     const field = `piece layers[${hex}]`
     const layer = layers?.get(bytesToKey(f.piecesRoot))
-    if (layer === undefined) fail('BT_ERR_METAINFO_MISSING_PIECE_LAYER', field, `missing for '${f.path.join('/')}'`)
+    if (layer === undefined)
+      fail('BT_ERR_METAINFO_MISSING_PIECE_LAYER', field, `missing for '${f.path.join('/')}'`)
     if (!(layer instanceof Uint8Array)) wrongType(field, 'string', layer)
     if (verifyPieceLayer(f.piecesRoot, layer, f.length, info.pieceLength) !== 'ok') {
       fail('BT_ERR_METAINFO_BAD_PIECE_LAYER', field, 'hashes do not match the pieces root')

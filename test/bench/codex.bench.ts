@@ -17,10 +17,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { parseArgs } from 'node:util'
+import { treeCidFromRoot } from '../../codex-client/cid.ts'
 import { CodexClient, formatCid } from '../../codex-client/index.ts'
 import { startLocalCodexNode } from '../../codex-client/local-node/index.ts'
 import { CodexTreeBuilder } from '../../codex-client/tree.ts'
-import { treeCidFromRoot } from '../../codex-client/cid.ts'
 
 const MiB = 1024 * 1024
 const BLOCK = 64 * 1024
@@ -98,7 +98,12 @@ const expectedTreeCid = formatCid(treeCidFromRoot(root))
 
 // 2-3. transfers through the local node.
 const dataDir = await mkdtemp(join(tmpdir(), 'codex-bench-'))
-const node = await startLocalCodexNode({ dataDir, host: '127.0.0.1', port: 0, quotaBytes: totalBytes * 2 + 64 * MiB })
+const node = await startLocalCodexNode({
+  dataDir,
+  host: '127.0.0.1',
+  port: 0,
+  quotaBytes: totalBytes * 2 + 64 * MiB,
+})
 const client = new CodexClient({ url: node.url, timeoutMs: 120_000 })
 const rss = new RssSampler()
 try {
@@ -126,14 +131,38 @@ try {
   const rows: [string, string, string][] = [
     ['size', `${sizeMiB} MiB`, ''],
     ['raw node:crypto SHA-256', `${mbps(totalBytes, Number(rawNs) / 1e9)} MB/s`, 'hash time only'],
-    ['Codex tree (64 KiB SHA-256 + CodexTreeBuilder)', `${mbps(totalBytes, Number(treeNs) / 1e9)} MB/s`, 'hash time only'],
-    ['upload (client → local node, streamed)', `${mbps(totalBytes, uploadS)} MB/s`, `${uploadS.toFixed(2)} s`],
-    ['download (local node → client, + SHA-256)', `${mbps(received, downloadS)} MB/s`, `${downloadS.toFixed(2)} s`],
+    [
+      'Codex tree (64 KiB SHA-256 + CodexTreeBuilder)',
+      `${mbps(totalBytes, Number(treeNs) / 1e9)} MB/s`,
+      'hash time only',
+    ],
+    [
+      'upload (client → local node, streamed)',
+      `${mbps(totalBytes, uploadS)} MB/s`,
+      `${uploadS.toFixed(2)} s`,
+    ],
+    [
+      'download (local node → client, + SHA-256)',
+      `${mbps(received, downloadS)} MB/s`,
+      `${downloadS.toFixed(2)} s`,
+    ],
     ['RSS baseline', `${mib(baseline)} MiB`, ''],
     ['RSS peak growth during upload', `${mib(uploadPeak - baseline)} MiB`, `peak ${mib(uploadPeak)} MiB`],
-    ['RSS peak growth during download', `${mib(downloadPeak - baseline)} MiB`, `peak ${mib(downloadPeak)} MiB`],
-    ['download SHA-256 matches', String(gotSha === expectedSha && received === totalBytes), `${received} bytes`],
-    ['node treeCid == local tree', String(manifest.manifest.treeCid === expectedTreeCid), manifest.manifest.treeCid],
+    [
+      'RSS peak growth during download',
+      `${mib(downloadPeak - baseline)} MiB`,
+      `peak ${mib(downloadPeak)} MiB`,
+    ],
+    [
+      'download SHA-256 matches',
+      String(gotSha === expectedSha && received === totalBytes),
+      `${received} bytes`,
+    ],
+    [
+      'node treeCid == local tree',
+      String(manifest.manifest.treeCid === expectedTreeCid),
+      manifest.manifest.treeCid,
+    ],
   ]
   const width = [0, 1, 2].map((i) => Math.max(...rows.map((r) => r[i]!.length)))
   const line = (r: readonly string[]): string => `| ${r.map((c, i) => c.padEnd(width[i]!)).join(' | ')} |`

@@ -27,7 +27,10 @@ function startServer(ranges: boolean, seen: Seen[]): Promise<Server> {
       res.writeHead(404, { 'content-type': 'text/html' }).end('The requested CID could not be retrieved')
       return
     }
-    const common = { 'content-type': 'application/octet-stream', 'content-disposition': 'attachment; filename="r.bin"' }
+    const common = {
+      'content-type': 'application/octet-stream',
+      'content-disposition': 'attachment; filename="r.bin"',
+    }
     const match = ranges ? /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '') : null
     if (!match) {
       const headers = ranges ? { ...common, 'accept-ranges': 'bytes' } : common

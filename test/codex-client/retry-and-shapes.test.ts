@@ -15,7 +15,12 @@ import {
   CodexValidationError,
   isTransientCodexError,
 } from '../../codex-client/errors.ts'
-import { backoffDelayMs, DEFAULT_RETRY_POLICY, normalizeRetryPolicy, sleep } from '../../codex-client/retry.ts'
+import {
+  backoffDelayMs,
+  DEFAULT_RETRY_POLICY,
+  normalizeRetryPolicy,
+  sleep,
+} from '../../codex-client/retry.ts'
 import { type CallSpec, httpError } from '../../codex-client/transport.ts'
 import { parseDataList, parseExists, parseManifest, parseSpace } from '../../codex-client/types.ts'
 
@@ -83,12 +88,20 @@ describe('JSON shapes', () => {
       mimetype: null,
       protected: false,
     })
-    assert.throws(() => parseManifest({ treeCid: 'x', datasetSize: -1, blockSize: 1, protected: false }), TypeError)
+    assert.throws(
+      () => parseManifest({ treeCid: 'x', datasetSize: -1, blockSize: 1, protected: false }),
+      TypeError,
+    )
     assert.throws(() => parseDataList({ content: [{ cid: 'x' }] }), TypeError)
   })
 
   test('space: integers only', () => {
-    const space = { totalBlocks: 2, quotaMaxBytes: 21474836480, quotaUsedBytes: 65592, quotaReservedBytes: 12 }
+    const space = {
+      totalBlocks: 2,
+      quotaMaxBytes: 21474836480,
+      quotaUsedBytes: 65592,
+      quotaReservedBytes: 12,
+    }
     assert.deepEqual(parseSpace(space), space)
     assert.throws(() => parseSpace({ ...space, quotaUsedBytes: '1' }), TypeError)
   })
@@ -112,7 +125,9 @@ describe('HTTP status mapping', () => {
     assert.equal(notFound.code, 'CODEX_ERR_NOT_FOUND')
     assert.match(notFound.message, /Block not found in local store/)
     assert.ok(httpError(spec('exists'), 400, 'Incorrect Cid') instanceof CodexBadRequestError)
-    assert.ok(httpError(spec('upload'), 422, "The MIME type 'x' is not valid.") instanceof CodexValidationError)
+    assert.ok(
+      httpError(spec('upload'), 422, "The MIME type 'x' is not valid.") instanceof CodexValidationError,
+    )
     assert.ok(httpError(spec('upload'), 500, 'Empty leaves') instanceof CodexEmptyUploadError)
     assert.ok(!(httpError(spec('space'), 500, 'Empty leaves') instanceof CodexEmptyUploadError))
     const market = httpError(spec('salesSlots', true), 503, 'Persistence is not enabled')

@@ -95,7 +95,8 @@ describe('parsing', () => {
     assert.equal(parseSize('64KiB'), 65536)
     assert.equal(parseSize('4096'), 4096)
     assert.equal(parseSize(4096), 4096)
-    for (const bad of ['', 'lots', '1.5', '1XB', '-1', '1e9', '0.3B']) assert.throws(() => parseSize(bad), bad)
+    for (const bad of ['', 'lots', '1.5', '1XB', '-1', '1e9', '0.3B'])
+      assert.throws(() => parseSize(bad), bad)
   })
 
   test('env values of every type are parsed', () => {
@@ -134,11 +135,16 @@ describe('parsing', () => {
     assert.deepEqual(c.trackers, ['udp://127.0.0.1:6969/announce', 'https://tracker.example/announce'])
     assert.equal(c.apiToken, 'abc123')
     assert.equal(c.logLevel, 'debug')
-    assert.deepEqual(loadConfig({ env: { CODEX_BT_CODEX_AUTH: 'bearer:t0k' } }).codexAuth, { kind: 'bearer', token: 't0k' })
+    assert.deepEqual(loadConfig({ env: { CODEX_BT_CODEX_AUTH: 'bearer:t0k' } }).codexAuth, {
+      kind: 'bearer',
+      token: 't0k',
+    })
   })
 
   test('empty DHT_BOOTSTRAP means no bootstrap nodes; other empty values mean unset', () => {
-    const c = loadConfig({ env: { CODEX_BT_DHT_BOOTSTRAP: '', CODEX_BT_API_TOKEN: '', CODEX_BT_API_PORT: '' } })
+    const c = loadConfig({
+      env: { CODEX_BT_DHT_BOOTSTRAP: '', CODEX_BT_API_TOKEN: '', CODEX_BT_API_PORT: '' },
+    })
     assert.deepEqual(c.dhtBootstrap, [])
     assert.equal(c.apiToken, undefined)
     assert.equal(c.apiPort, 8070)
@@ -192,7 +198,9 @@ describe('errors', () => {
       if (secret) assert.ok(!err.message.includes(value), `${name} value is not echoed`)
     }
     // The bad bootstrap list reports each bad entry in its one issue.
-    const err = expectIssues(() => loadConfig({ env: { CODEX_BT_DHT_BOOTSTRAP: BAD.CODEX_BT_DHT_BOOTSTRAP! } }))
+    const err = expectIssues(() =>
+      loadConfig({ env: { CODEX_BT_DHT_BOOTSTRAP: BAD.CODEX_BT_DHT_BOOTSTRAP! } }),
+    )
     assert.match(err.issues[0]!.message, /nohost/)
     assert.match(err.issues[0]!.message, /:6881/)
     assert.doesNotMatch(err.issues[0]!.message, /router\.example/)
@@ -242,12 +250,17 @@ describe('JSON file', () => {
     assert.equal(fromFile.logLevel, 'warn')
     assert.equal(fromFile.apiHost, '127.0.0.1', 'unset in both: default')
 
-    const both = loadConfig({ env: { CODEX_BT_CONFIG: file, CODEX_BT_API_PORT: '9100', CODEX_BT_DHT: 'true' } })
+    const both = loadConfig({
+      env: { CODEX_BT_CONFIG: file, CODEX_BT_API_PORT: '9100', CODEX_BT_DHT: 'true' },
+    })
     assert.equal(both.apiPort, 9100)
     assert.equal(both.dht, true)
     assert.equal(both.peerPort, 7000)
 
-    const explicit = loadConfig({ env: { CODEX_BT_CONFIG: join(dir, 'missing.json') }, file: { apiPort: 9200 } })
+    const explicit = loadConfig({
+      env: { CODEX_BT_CONFIG: join(dir, 'missing.json') },
+      file: { apiPort: 9200 },
+    })
     assert.equal(explicit.apiPort, 9200, 'the `file` argument wins over CODEX_BT_CONFIG')
   })
 
@@ -271,13 +284,20 @@ describe('JSON file', () => {
 describe('helpers', () => {
   test('unknownEnvVars spots likely typos', () => {
     assert.deepEqual(
-      unknownEnvVars({ CODEX_BT_API_PORTT: '1', CODEX_BT_API_PORT: '1', CODEX_BT_CONFIG: 'x', HOME: '/root' }),
+      unknownEnvVars({
+        CODEX_BT_API_PORTT: '1',
+        CODEX_BT_API_PORT: '1',
+        CODEX_BT_CONFIG: 'x',
+        HOME: '/root',
+      }),
       ['CODEX_BT_API_PORTT'],
     )
   })
 
   test('redactConfig hides secrets', () => {
-    const c: GatewayConfig = loadConfig({ env: { CODEX_BT_API_TOKEN: 'tok', CODEX_BT_CODEX_AUTH: 'bearer:xyz' } })
+    const c: GatewayConfig = loadConfig({
+      env: { CODEX_BT_API_TOKEN: 'tok', CODEX_BT_CODEX_AUTH: 'bearer:xyz' },
+    })
     const r = redactConfig(c)
     assert.equal(r.apiToken, '***')
     assert.equal(r.codexAuth, '***')

@@ -53,18 +53,34 @@ describe('with CODEX_BT_API_TOKEN set', () => {
       TOKEN,
       `Bearer ${TOKEN} extra`,
     ]) {
-      const res = await s.app.inject({ method: 'POST', url: `/torrents/${id}/pause`, headers: { authorization } })
+      const res = await s.app.inject({
+        method: 'POST',
+        url: `/torrents/${id}/pause`,
+        headers: { authorization },
+      })
       assert.equal(res.statusCode, 401, authorization)
     }
   })
 
   test('the right token (scheme case-insensitive) is accepted', async () => {
-    const res = await s.app.inject({ method: 'POST', url: `/torrents/${id}/pause`, headers: { authorization: `bearer ${TOKEN}` } })
+    const res = await s.app.inject({
+      method: 'POST',
+      url: `/torrents/${id}/pause`,
+      headers: { authorization: `bearer ${TOKEN}` },
+    })
     assert.equal(res.statusCode, 200)
   })
 
   test('read-only routes, probes, metrics and docs need no token', async () => {
-    for (const url of ['/torrents', `/torrents/${id}`, '/healthz', '/readyz', '/metrics', '/openapi.json', '/docs']) {
+    for (const url of [
+      '/torrents',
+      `/torrents/${id}`,
+      '/healthz',
+      '/readyz',
+      '/metrics',
+      '/openapi.json',
+      '/docs',
+    ]) {
       const res = await s.app.inject({ method: 'GET', url })
       assert.equal(res.statusCode, 200, url)
     }
@@ -85,7 +101,11 @@ describe('without a token', () => {
   test('mutating routes are open', async () => {
     const s = makeServer()
     try {
-      const res = await s.app.inject({ method: 'POST', url: '/torrents', payload: { infoHash: '7'.repeat(40) } })
+      const res = await s.app.inject({
+        method: 'POST',
+        url: '/torrents',
+        payload: { infoHash: '7'.repeat(40) },
+      })
       assert.equal(res.statusCode, 201)
     } finally {
       await s.app.close()

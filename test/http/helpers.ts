@@ -1,9 +1,9 @@
 /** Shared set-up for the HTTP-layer tests: a server over the in-memory service, and multipart bodies. */
 import type { FastifyInstance } from 'fastify'
+import { buildServer } from '../../gateway/http/server.ts'
 import type { Logger } from '../../gateway/observability/logger.ts'
 import { createSilentLogger } from '../../gateway/observability/logger.ts'
 import { createMetrics, type GatewayMetrics } from '../../gateway/observability/metrics.ts'
-import { buildServer } from '../../gateway/http/server.ts'
 import { MemoryService } from './memory-service.ts'
 
 export interface TestServer {

@@ -32,7 +32,13 @@ export function makeTorrent(name: string, length = 1000, extra: Record<string, s
   const pieces = Math.max(1, Math.ceil(length / pieceLength))
   return bencode.encode({
     announce: 'http://127.0.0.1:1/announce',
-    info: { length, name, 'piece length': pieceLength, pieces: new Uint8Array(20 * pieces).fill(7), ...extra },
+    info: {
+      length,
+      name,
+      'piece length': pieceLength,
+      pieces: new Uint8Array(20 * pieces).fill(7),
+      ...extra,
+    },
   })
 }
 
@@ -84,7 +90,11 @@ export class MemoryService implements GatewayService {
     return entry
   }
 
-  private put(summary: TorrentSummary, bytes: Uint8Array | undefined, trackers: readonly string[]): AddTorrentResult {
+  private put(
+    summary: TorrentSummary,
+    bytes: Uint8Array | undefined,
+    trackers: readonly string[],
+  ): AddTorrentResult {
     const existing = this.torrents.get(summary.id)
     if (existing) {
       existing.trackers.push(...trackers)
@@ -108,13 +118,20 @@ export class MemoryService implements GatewayService {
         throw new GatewayError('GW_ERR_BAD_TORRENT', 'no info dictionary')
       }
       const name = new TextDecoder().decode(decoded.info.name)
-      return this.put(this.summary(infoHashOf(input.torrent), name, decoded.info.length ?? 0), input.torrent, trackers)
+      return this.put(
+        this.summary(infoHashOf(input.torrent), name, decoded.info.length ?? 0),
+        input.torrent,
+        trackers,
+      )
     }
     if (input.magnet) {
       const params = new URLSearchParams(input.magnet.slice('magnet:?'.length))
       const m = /^urn:btih:([0-9a-fA-F]{40})$/.exec(params.get('xt') ?? '')
       if (!m) throw new GatewayError('GW_ERR_BAD_MAGNET', 'only hex btih magnets are supported here')
-      return this.put(this.summary(m[1]!.toLowerCase(), null, null), undefined, [...params.getAll('tr'), ...trackers])
+      return this.put(this.summary(m[1]!.toLowerCase(), null, null), undefined, [
+        ...params.getAll('tr'),
+        ...trackers,
+      ])
     }
     const id = input.infoHash!
     return this.put(this.summary(id, null, null, id.length === 64), undefined, trackers)
@@ -146,7 +163,14 @@ export class MemoryService implements GatewayService {
         lastError: null,
       })),
       peers: [
-        { address: '127.0.0.1:6881', client: 'test 1.0', downloadRate: 0, uploadRate: 0, progress: 1, source: 'manual' },
+        {
+          address: '127.0.0.1:6881',
+          client: 'test 1.0',
+          downloadRate: 0,
+          uploadRate: 0,
+          progress: 1,
+          source: 'manual',
+        },
       ],
       errors: [],
     }

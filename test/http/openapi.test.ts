@@ -56,7 +56,12 @@ describe('OpenAPI document', () => {
 
   async function call(
     server: TestServer,
-    req: { method: 'GET' | 'POST' | 'DELETE'; url: string; payload?: object | Buffer; headers?: Record<string, string> },
+    req: {
+      method: 'GET' | 'POST' | 'DELETE'
+      url: string
+      payload?: object | Buffer
+      headers?: Record<string, string>
+    },
   ): Promise<string> {
     const res = await server.app.inject(req)
     samples.push({
@@ -85,14 +90,38 @@ describe('OpenAPI document', () => {
       }),
     ) as { torrent: { id: string } }
     const id = added.torrent.id
-    await call(s, { method: 'POST', url: '/torrents', payload: Buffer.from(torrent), headers: { 'content-type': 'application/octet-stream' } })
+    await call(s, {
+      method: 'POST',
+      url: '/torrents',
+      payload: Buffer.from(torrent),
+      headers: { 'content-type': 'application/octet-stream' },
+    })
     const form = multipartBody([{ name: 'torrent', value: makeTorrent('form.bin'), filename: 'f.torrent' }])
-    await call(s, { method: 'POST', url: '/torrents', payload: form.body, headers: { 'content-type': form.contentType } })
-    await call(s, { method: 'POST', url: '/torrents', payload: { magnet: `magnet:?xt=urn:btih:${'c'.repeat(40)}` } })
+    await call(s, {
+      method: 'POST',
+      url: '/torrents',
+      payload: form.body,
+      headers: { 'content-type': form.contentType },
+    })
+    await call(s, {
+      method: 'POST',
+      url: '/torrents',
+      payload: { magnet: `magnet:?xt=urn:btih:${'c'.repeat(40)}` },
+    })
     await call(s, { method: 'POST', url: '/torrents', payload: { magnet: 'nope' } })
     await call(s, { method: 'POST', url: '/torrents', payload: { infoHash: 'zz' } })
-    await call(s, { method: 'POST', url: '/torrents', payload: Buffer.alloc(9000, 0x64), headers: { 'content-type': 'application/x-bittorrent' } })
-    await call(s, { method: 'POST', url: '/torrents', payload: Buffer.from('x'), headers: { 'content-type': 'text/plain' } })
+    await call(s, {
+      method: 'POST',
+      url: '/torrents',
+      payload: Buffer.alloc(9000, 0x64),
+      headers: { 'content-type': 'application/x-bittorrent' },
+    })
+    await call(s, {
+      method: 'POST',
+      url: '/torrents',
+      payload: Buffer.from('x'),
+      headers: { 'content-type': 'text/plain' },
+    })
     await call(s, { method: 'GET', url: '/torrents' })
     await call(s, { method: 'GET', url: `/torrents/${id}` })
     await call(s, { method: 'GET', url: `/torrents/${'c'.repeat(40)}` })
@@ -116,7 +145,11 @@ describe('OpenAPI document', () => {
     await call(s, { method: 'DELETE', url: `/torrents/${id}` })
     await call(s, { method: 'GET', url: '/healthz' })
     await call(s, { method: 'GET', url: '/readyz' })
-    s.service.readyState = { ready: false, reasons: ['engine not started'], checks: [{ name: 'engine', ok: false, detail: 'starting' }] }
+    s.service.readyState = {
+      ready: false,
+      reasons: ['engine not started'],
+      checks: [{ name: 'engine', ok: false, detail: 'starting' }],
+    }
     await call(s, { method: 'GET', url: '/readyz' })
     await call(s, { method: 'GET', url: '/metrics' })
     await call(s, { method: 'GET', url: '/docs' })
@@ -146,7 +179,10 @@ describe('OpenAPI document', () => {
         assert.ok(op.summary, `${where} has a summary`)
         assert.ok(!ids.has(op.operationId), `${where} operationId unique`)
         ids.add(op.operationId)
-        assert.ok(Object.keys(op.responses).some((st) => st.startsWith('2')), `${where} documents success`)
+        assert.ok(
+          Object.keys(op.responses).some((st) => st.startsWith('2')),
+          `${where} documents success`,
+        )
         assert.ok(op.responses['500']?.content?.['application/json'], `${where} documents the error body`)
         const pathParams = [...path.matchAll(/\{([^}]+)\}/g)].map((m) => m[1])
         const declared = (op.parameters ?? []).filter((p) => p.in === 'path').map((p) => p.name)
@@ -210,7 +246,8 @@ describe('OpenAPI document', () => {
       }
     }
     // The samples really cover successes and each error class.
-    for (const st of [200, 201, 204, 400, 401, 404, 409, 413, 415, 500, 503]) assert.ok(statuses.has(st), `sampled ${st}`)
+    for (const st of [200, 201, 204, 400, 401, 404, 409, 413, 415, 500, 503])
+      assert.ok(statuses.has(st), `sampled ${st}`)
   })
 
   test('/docs is a self-contained HTML page listing every route', () => {

@@ -26,7 +26,12 @@ describe('seeds, records, probes, metrics', () => {
     const res = await s.app.inject({
       method: 'POST',
       url: '/seeds',
-      payload: { cid: CID, name: 'dataset', trackers: ['udp://127.0.0.1:6969'], webseeds: ['http://127.0.0.1:8080/x'] },
+      payload: {
+        cid: CID,
+        name: 'dataset',
+        trackers: ['udp://127.0.0.1:6969'],
+        webseeds: ['http://127.0.0.1:8080/x'],
+      },
     })
     assert.equal(res.statusCode, 201, res.body)
     const body = res.json() as { id: string; magnet: string; torrent: string; version: string }
@@ -40,19 +45,32 @@ describe('seeds, records, probes, metrics', () => {
   })
 
   test('POST /seeds validation: needs exactly one of cid/files; web seeds must be http(s)', async () => {
-    for (const payload of [{}, { cid: CID, files: [{ cid: CID, path: 'a' }] }, { files: [] }, { cid: 'bad cid!' }]) {
+    for (const payload of [
+      {},
+      { cid: CID, files: [{ cid: CID, path: 'a' }] },
+      { files: [] },
+      { cid: 'bad cid!' },
+    ]) {
       const res = await s.app.inject({ method: 'POST', url: '/seeds', payload })
       assert.equal(res.statusCode, 400, JSON.stringify(payload))
       assert.equal(errorOf(res.body).code, 'GW_ERR_VALIDATION')
     }
-    const ws = await s.app.inject({ method: 'POST', url: '/seeds', payload: { cid: CID, webseeds: ['udp://127.0.0.1/'] } })
+    const ws = await s.app.inject({
+      method: 'POST',
+      url: '/seeds',
+      payload: { cid: CID, webseeds: ['udp://127.0.0.1/'] },
+    })
     assert.equal(errorOf(ws.body).code, 'GW_ERR_BAD_REQUEST')
   })
 
   test('Codex unavailable → 503 GW_ERR_CODEX_UNAVAILABLE with Retry-After', async () => {
     s.service.codexDown = true
     try {
-      const res = await s.app.inject({ method: 'POST', url: '/seeds', payload: { files: [{ cid: CID, path: 'a/b' }] } })
+      const res = await s.app.inject({
+        method: 'POST',
+        url: '/seeds',
+        payload: { files: [{ cid: CID, path: 'a/b' }] },
+      })
       assert.equal(res.statusCode, 503)
       assert.equal(errorOf(res.body).code, 'GW_ERR_CODEX_UNAVAILABLE')
       assert.ok(Number(res.headers['retry-after']) > 0)
@@ -81,7 +99,11 @@ describe('seeds, records, probes, metrics', () => {
     assert.equal((h.json() as { status: string }).status, 'ok')
     const ready = await s.app.inject({ method: 'GET', url: '/readyz' })
     assert.equal(ready.statusCode, 200)
-    s.service.readyState = { ready: false, reasons: ['codex unreachable'], checks: [{ name: 'codex', ok: false }] }
+    s.service.readyState = {
+      ready: false,
+      reasons: ['codex unreachable'],
+      checks: [{ name: 'codex', ok: false }],
+    }
     const notReady = await s.app.inject({ method: 'GET', url: '/readyz' })
     assert.equal(notReady.statusCode, 503)
     assert.deepEqual((notReady.json() as { reasons: string[] }).reasons, ['codex unreachable'])
@@ -93,7 +115,10 @@ describe('seeds, records, probes, metrics', () => {
     const res = await s.app.inject({ method: 'GET', url: '/metrics' })
     assert.equal(res.statusCode, 200)
     assert.match(String(res.headers['content-type']), /^text\/plain; version=0\.0\.4/)
-    assert.match(res.body, /codex_bt_http_request_duration_seconds_count\{method="GET",route="\/torrents",status="200"\} [1-9]/)
+    assert.match(
+      res.body,
+      /codex_bt_http_request_duration_seconds_count\{method="GET",route="\/torrents",status="200"\} [1-9]/,
+    )
     assert.match(res.body, /# TYPE codex_bt_torrents gauge/)
   })
 
@@ -141,7 +166,12 @@ describe('request logging', () => {
         headers: { authorization: `Bearer ${token}` },
         payload: { infoHash: 'f'.repeat(40) },
       })
-      await s.app.inject({ method: 'POST', url: '/torrents', headers: { authorization: 'Bearer wrong-secret' }, payload: {} })
+      await s.app.inject({
+        method: 'POST',
+        url: '/torrents',
+        headers: { authorization: 'Bearer wrong-secret' },
+        payload: {},
+      })
       s.app.log.info({ req: { headers: { authorization: `Bearer ${token}` } }, token }, 'explicit')
     } finally {
       await s.app.close()
@@ -150,7 +180,9 @@ describe('request logging', () => {
     assert.ok(!all.includes(token), 'the token is redacted')
     assert.ok(!all.includes('wrong-secret'))
     assert.match(all, /\[REDACTED\]/)
-    const completed = lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === 'request completed')
+    const completed = lines
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .filter((l) => l.msg === 'request completed')
     assert.equal(completed.length, 2)
     assert.deepEqual(
       completed.map((l) => [l.route, l.statusCode, l.component]),

@@ -1,8 +1,8 @@
 /** HTTP layer, `/torrents`: every accepted body shape, statuses, content types and error mapping. */
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
-import { infoHashOf, makeTorrent } from './memory-service.ts'
 import { makeServer, multipartBody, type TestServer } from './helpers.ts'
+import { infoHashOf, makeTorrent } from './memory-service.ts'
 
 function errorCode(body: string): string {
   return (JSON.parse(body) as { error: { code: string } }).error.code
@@ -27,7 +27,10 @@ describe('POST /torrents', () => {
     })
     assert.equal(first.statusCode, 201)
     assert.equal(first.headers.location, `/torrents/${id}`)
-    const body = first.json() as { created: boolean; torrent: { id: string; name: string; sizeBytes: number } }
+    const body = first.json() as {
+      created: boolean
+      torrent: { id: string; name: string; sizeBytes: number }
+    }
     assert.equal(body.created, true)
     assert.equal(body.torrent.id, id)
     assert.equal(body.torrent.name, 'raw.bin')
@@ -76,7 +79,11 @@ describe('POST /torrents', () => {
     })
     assert.equal(res.statusCode, 201, res.body)
     assert.equal((res.json() as { torrent: { id: string } }).torrent.id, infoHashOf(torrent))
-    const input = s.service.lastCall('addTorrent')?.[0] as { torrent: Uint8Array; trackers: string[]; peers: unknown[] }
+    const input = s.service.lastCall('addTorrent')?.[0] as {
+      torrent: Uint8Array
+      trackers: string[]
+      peers: unknown[]
+    }
     assert.deepEqual(Buffer.from(input.torrent), Buffer.from(torrent))
     assert.deepEqual(input.trackers, ['wss://127.0.0.1:8443/announce'])
     assert.equal(input.peers.length, 2)
@@ -108,7 +115,10 @@ describe('POST /torrents', () => {
     const magnet = await s.app.inject({
       method: 'POST',
       url: '/torrents',
-      payload: { magnet: `magnet:?xt=urn:btih:${hash.toUpperCase()}&dn=x`, trackers: ['udp://127.0.0.1:6969'] },
+      payload: {
+        magnet: `magnet:?xt=urn:btih:${hash.toUpperCase()}&dn=x`,
+        trackers: ['udp://127.0.0.1:6969'],
+      },
     })
     assert.equal(magnet.statusCode, 201)
     assert.equal((magnet.json() as { torrent: { id: string; state: string } }).torrent.id, hash)
@@ -169,17 +179,30 @@ describe('POST /torrents', () => {
 
   test('invalid trackers and peers → 400 GW_ERR_BAD_REQUEST naming the bad value', async () => {
     const hash = { infoHash: 'e'.repeat(40) }
-    const t = await s.app.inject({ method: 'POST', url: '/torrents', payload: { ...hash, trackers: ['ftp://127.0.0.1/'] } })
+    const t = await s.app.inject({
+      method: 'POST',
+      url: '/torrents',
+      payload: { ...hash, trackers: ['ftp://127.0.0.1/'] },
+    })
     assert.equal(errorCode(t.body), 'GW_ERR_BAD_REQUEST')
     assert.match(t.body, /ftp/)
-    const p = await s.app.inject({ method: 'POST', url: '/torrents', payload: { ...hash, peers: ['127.0.0.1:99999'] } })
+    const p = await s.app.inject({
+      method: 'POST',
+      url: '/torrents',
+      payload: { ...hash, peers: ['127.0.0.1:99999'] },
+    })
     assert.equal(errorCode(p.body), 'GW_ERR_BAD_REQUEST')
     assert.match(p.body, /99999/)
   })
 
   test('unsupported media types → 415, malformed JSON → 400, no body → 400', async () => {
     for (const type of ['text/plain', 'application/xml', 'image/png']) {
-      const res = await s.app.inject({ method: 'POST', url: '/torrents', headers: { 'content-type': type }, payload: 'x' })
+      const res = await s.app.inject({
+        method: 'POST',
+        url: '/torrents',
+        headers: { 'content-type': type },
+        payload: 'x',
+      })
       assert.equal(res.statusCode, 415, type)
       assert.equal(errorCode(res.body), 'GW_ERR_UNSUPPORTED_MEDIA_TYPE')
     }

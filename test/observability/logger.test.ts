@@ -47,7 +47,12 @@ describe('createLogger', () => {
     const text = JSON.stringify(line)
     assert.ok(!/s3cr3t/.test(text), text)
     assert.ok(text.includes(REDACTED))
-    const l = line as { req: { headers: { host: string } }; config: { apiPort: number }; msg: string; level: string }
+    const l = line as {
+      req: { headers: { host: string } }
+      config: { apiPort: number }
+      msg: string
+      level: string
+    }
     assert.equal(l.req.headers.host, 'x', 'other fields are kept')
     assert.equal(l.config.apiPort, 8070)
     assert.equal(l.msg, 'hello')

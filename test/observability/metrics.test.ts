@@ -71,11 +71,15 @@ describe('createMetrics', () => {
       assert.ok(name.startsWith(METRIC_PREFIX), name)
       assert.match(text, new RegExp(`^# HELP ${name} \\S`, 'm'), `${name} HELP`)
       assert.match(text, new RegExp(`^# TYPE ${name} (counter|gauge|histogram)$`, 'm'), `${name} TYPE`)
-      if (text.includes(`# TYPE ${name} counter`)) assert.ok(name.endsWith('_total'), `${name} counter ends in _total`)
+      if (text.includes(`# TYPE ${name} counter`))
+        assert.ok(name.endsWith('_total'), `${name} counter ends in _total`)
     }
     const declared = [...text.matchAll(/^# TYPE (\S+) /gm)].map((x) => x[1]!)
     for (const name of declared) assert.ok(name.startsWith(METRIC_PREFIX), `${name} has the prefix`)
-    assert.ok(declared.some((n) => n.startsWith('codex_bt_process_')), 'default process metrics are registered')
+    assert.ok(
+      declared.some((n) => n.startsWith('codex_bt_process_')),
+      'default process metrics are registered',
+    )
     assert.equal(m.contentType, m.registry.contentType)
     assert.match(m.contentType, /^text\/plain; version=0\.0\.4/)
   })
@@ -136,7 +140,9 @@ describe('createMetrics', () => {
       {
         torrents: () => {
           calls.torrents++
-          return [{ infoHash: 'ef'.repeat(20), state: 'archiving', downloadedBytes: 1, uploadedBytes: 1, peers: 1 }]
+          return [
+            { infoHash: 'ef'.repeat(20), state: 'archiving', downloadedBytes: 1, uploadedBytes: 1, peers: 1 },
+          ]
         },
         cache: () => {
           calls.cache++
@@ -175,7 +181,11 @@ describe('createMetrics', () => {
     const total = [...samples(text).entries()]
       .filter(([k]) => k.startsWith('codex_bt_peers_connected{'))
       .reduce((sum, [, v]) => sum + v, 0)
-    assert.equal(total, Object.values(clients).reduce((a, b) => a + b, 0), 'no peer is lost in the cap')
+    assert.equal(
+      total,
+      Object.values(clients).reduce((a, b) => a + b, 0),
+      'no peer is lost in the cap',
+    )
     assert.ok(series.includes('codex_bt_peers_connected{client="other"}'))
     assert.ok(!text.includes('evil\n'))
   })
@@ -183,9 +193,27 @@ describe('createMetrics', () => {
   test('the Codex observer feeds the request histogram and the byte counters', async () => {
     const m = createMetrics({}, { defaultMetrics: false })
     const route = '/api/codex/v1/data/{cid}'
-    m.codexObserver.onRequest({ operation: 'download', route, method: 'get', status: 200, durationSeconds: 0.03 })
-    m.codexObserver.onRequest({ operation: 'download', route, method: 'GET', status: 200, durationSeconds: 0.4 })
-    m.codexObserver.onRequest({ operation: 'upload', route: '/api/codex/v1/data', method: 'POST', status: 'timeout', durationSeconds: 30 })
+    m.codexObserver.onRequest({
+      operation: 'download',
+      route,
+      method: 'get',
+      status: 200,
+      durationSeconds: 0.03,
+    })
+    m.codexObserver.onRequest({
+      operation: 'download',
+      route,
+      method: 'GET',
+      status: 200,
+      durationSeconds: 0.4,
+    })
+    m.codexObserver.onRequest({
+      operation: 'upload',
+      route: '/api/codex/v1/data',
+      method: 'POST',
+      status: 'timeout',
+      durationSeconds: 30,
+    })
     // A concrete CID in a route is templated away (label cardinality).
     m.codexObserver.onRequest({
       operation: 'exists',
@@ -231,7 +259,13 @@ describe('createMetrics', () => {
     assert.equal(value(text, 'codex_bt_archive_job_duration_seconds_bucket{le="60",result="success"}'), 1)
     assert.equal(value(text, 'codex_bt_archive_job_duration_seconds_bucket{le="3600",result="failure"}'), 0)
     assert.equal(value(text, 'codex_bt_archive_job_duration_seconds_sum{result="failure"}'), 4000)
-    assert.equal(value(text, 'codex_bt_http_request_duration_seconds_count{method="POST",route="/torrents",status="201"}'), 1)
+    assert.equal(
+      value(
+        text,
+        'codex_bt_http_request_duration_seconds_count{method="POST",route="/torrents",status="201"}',
+      ),
+      1,
+    )
   })
 
   test('registries are independent and the global default registry stays empty', async () => {

@@ -68,7 +68,10 @@ describe('decodeBencode', () => {
 
   test('reports bytes consumed and rejects trailing bytes unless allowed', () => {
     const input = b('d1:ai1ee<piece data>')
-    assert.equal(code(() => decodeBencode(input)), 'BT_ERR_BENCODE_TRAILING')
+    assert.equal(
+      code(() => decodeBencode(input)),
+      'BT_ERR_BENCODE_TRAILING',
+    )
     const r = decodeBencode(input, { allowTrailing: true })
     assert.equal(r.bytesConsumed, 'd1:ai1ee'.length)
     assert.equal(decodeBencode(b('i42e')).bytesConsumed, 4)
@@ -96,22 +99,43 @@ describe('decodeBencode', () => {
       ['9999999999999999999999:x', 'BT_ERR_BENCODE_NUMBER_TOO_LARGE'],
       [`i${'9'.repeat(100)}e`, 'BT_ERR_BENCODE_NUMBER_TOO_LARGE'],
     ]
-    for (const [input, expected] of cases) assert.equal(code(() => decodeBencode(b(input))), expected, input)
+    for (const [input, expected] of cases)
+      assert.equal(
+        code(() => decodeBencode(b(input))),
+        expected,
+        input,
+      )
   })
 
   test('depth bombs and token floods hit limits instead of the stack or the heap', () => {
-    assert.equal(code(() => decodeBencode(b('l'.repeat(1_000_000)))), 'BT_ERR_BENCODE_TOO_DEEP')
-    assert.equal(code(() => decodeBencode(b(`${'l'.repeat(10)}${'e'.repeat(10)}`), { maxDepth: 9 })), 'BT_ERR_BENCODE_TOO_DEEP')
+    assert.equal(
+      code(() => decodeBencode(b('l'.repeat(1_000_000)))),
+      'BT_ERR_BENCODE_TOO_DEEP',
+    )
+    assert.equal(
+      code(() => decodeBencode(b(`${'l'.repeat(10)}${'e'.repeat(10)}`), { maxDepth: 9 })),
+      'BT_ERR_BENCODE_TOO_DEEP',
+    )
     assert.ok(decodeBencode(b(`${'l'.repeat(10)}${'e'.repeat(10)}`), { maxDepth: 10 }))
-    assert.equal(code(() => decodeBencode(b(`l${'le'.repeat(1000)}e`), { maxTokens: 100 })), 'BT_ERR_BENCODE_TOO_LARGE')
-    assert.equal(code(() => decodeBencode(b('4:spam'), { maxBytes: 5 })), 'BT_ERR_BENCODE_TOO_LARGE')
+    assert.equal(
+      code(() => decodeBencode(b(`l${'le'.repeat(1000)}e`), { maxTokens: 100 })),
+      'BT_ERR_BENCODE_TOO_LARGE',
+    )
+    assert.equal(
+      code(() => decodeBencode(b('4:spam'), { maxBytes: 5 })),
+      'BT_ERR_BENCODE_TOO_LARGE',
+    )
   })
 
   test('lenient mode accepts what real torrents contain; strict mode insists on canonical form', () => {
     const nonCanonical = ['d1:bi1e1:ai2ee', 'i03e', 'i-0e', '03:abc']
     for (const input of nonCanonical) {
       assert.ok(decodeBencode(b(input)), input)
-      assert.equal(code(() => decodeBencode(b(input), { strict: true })), 'BT_ERR_BENCODE_NOT_CANONICAL', input)
+      assert.equal(
+        code(() => decodeBencode(b(input), { strict: true })),
+        'BT_ERR_BENCODE_NOT_CANONICAL',
+        input,
+      )
       assert.equal(isCanonical(b(input)), false)
     }
     assert.equal(decodeBencode(b('i-0e')).value, 0)
@@ -131,11 +155,26 @@ describe('dictSpan', () => {
   })
 
   test('validates the whole input', () => {
-    assert.equal(code(() => dictSpan(b('l4:infoe'), 'info')), 'BT_ERR_BENCODE_SYNTAX')
-    assert.equal(code(() => dictSpan(b('d4:infod'), 'info')), 'BT_ERR_BENCODE_TRUNCATED')
-    assert.equal(code(() => dictSpan(b('d4:infoi1e4:infoi2ee'), 'info')), 'BT_ERR_BENCODE_DUPLICATE_KEY')
-    assert.equal(code(() => dictSpan(b('d4:infoi1eeXX'), 'info')), 'BT_ERR_BENCODE_TRAILING')
-    assert.equal(code(() => dictSpan(b(`d4:info${'l'.repeat(5000)}`), 'info')), 'BT_ERR_BENCODE_TOO_DEEP')
+    assert.equal(
+      code(() => dictSpan(b('l4:infoe'), 'info')),
+      'BT_ERR_BENCODE_SYNTAX',
+    )
+    assert.equal(
+      code(() => dictSpan(b('d4:infod'), 'info')),
+      'BT_ERR_BENCODE_TRUNCATED',
+    )
+    assert.equal(
+      code(() => dictSpan(b('d4:infoi1e4:infoi2ee'), 'info')),
+      'BT_ERR_BENCODE_DUPLICATE_KEY',
+    )
+    assert.equal(
+      code(() => dictSpan(b('d4:infoi1eeXX'), 'info')),
+      'BT_ERR_BENCODE_TRAILING',
+    )
+    assert.equal(
+      code(() => dictSpan(b(`d4:info${'l'.repeat(5000)}`), 'info')),
+      'BT_ERR_BENCODE_TOO_DEEP',
+    )
   })
 })
 
@@ -151,21 +190,36 @@ describe('encodeBencode', () => {
     assert.equal(Buffer.from(out).toString('latin1'), 'd0:i4e1:Bi3e1:zi2e1:\x80i1ee')
     assert.ok(isCanonical(out))
     const back = decodeBencode(out, { strict: true }).value as Map<string, BValue>
-    assert.deepEqual([...back.entries()], [...m.entries()].sort((x, y) => (x[0] < y[0] ? -1 : 1)))
+    assert.deepEqual(
+      [...back.entries()],
+      [...m.entries()].sort((x, y) => (x[0] < y[0] ? -1 : 1)),
+    )
   })
 
   test('objects have UTF-8 text keys; undefined values are skipped', () => {
-    const out = encodeBencode({ 'ü': 'é', a: [1, 2n, b('x')], skip: undefined })
+    const out = encodeBencode({ ü: 'é', a: [1, 2n, b('x')], skip: undefined })
     assert.equal(Buffer.from(out).toString(), 'd1:ali1ei2e1:xe2:ü2:ée')
   })
 
   test('refuses what bencode cannot represent', () => {
-    assert.equal(code(() => encodeBencode(1.5)), 'BT_ERR_BENCODE_UNENCODABLE')
-    assert.equal(code(() => encodeBencode(Number.NaN)), 'BT_ERR_BENCODE_UNENCODABLE')
-    assert.equal(code(() => encodeBencode(true as unknown as number)), 'BT_ERR_BENCODE_UNENCODABLE')
+    assert.equal(
+      code(() => encodeBencode(1.5)),
+      'BT_ERR_BENCODE_UNENCODABLE',
+    )
+    assert.equal(
+      code(() => encodeBencode(Number.NaN)),
+      'BT_ERR_BENCODE_UNENCODABLE',
+    )
+    assert.equal(
+      code(() => encodeBencode(true as unknown as number)),
+      'BT_ERR_BENCODE_UNENCODABLE',
+    )
     const cyclic: unknown[] = []
     cyclic.push(cyclic)
-    assert.equal(code(() => encodeBencode(cyclic as never)), 'BT_ERR_BENCODE_UNENCODABLE')
+    assert.equal(
+      code(() => encodeBencode(cyclic as never)),
+      'BT_ERR_BENCODE_UNENCODABLE',
+    )
   })
 })
 
@@ -176,10 +230,14 @@ const asciiValue = fc.letrec((tie) => ({
     fc.uint8Array({ maxLength: 20 }),
     fc.integer({ min: -1e12, max: 1e12 }),
     fc.array(tie('value'), { maxLength: 4 }),
-    fc.dictionary(fc.string({ unit: fc.constantFrom('a', 'b', 'c', 'x', 'y', ' ', '0'), maxLength: 4 }), tie('value'), {
-      maxKeys: 4,
-      noNullPrototype: true,
-    }),
+    fc.dictionary(
+      fc.string({ unit: fc.constantFrom('a', 'b', 'c', 'x', 'y', ' ', '0'), maxLength: 4 }),
+      tie('value'),
+      {
+        maxKeys: 4,
+        noNullPrototype: true,
+      },
+    ),
   ),
 })).value
 

@@ -69,7 +69,8 @@ function referenceRoot(bytes: Uint8Array): Buffer {
 /** Reference v1 `pieces`: SHA-1 of each piece of the concatenated piece space. */
 function referencePieces(space: Uint8Array, pieceLength: number): string {
   const out: Buffer[] = []
-  for (let o = 0; o < space.length; o += pieceLength) out.push(sha('sha1', space.subarray(o, o + pieceLength)))
+  for (let o = 0; o < space.length; o += pieceLength)
+    out.push(sha('sha1', space.subarray(o, o + pieceLength)))
   return Buffer.concat(out).toString('hex')
 }
 
@@ -90,11 +91,21 @@ describe('createTorrent', () => {
     assert.equal(info.version, 'hybrid')
     assert.deepEqual(
       info.files.map((f) => `${f.path.join('/')}:${f.length}`),
-      ['C.bin:16384', 'a/x:5', '.pad/16379:16379', 'b.bin:40000', '.pad/9152:9152', 'empty:0', 'sub/z.bin:70000'],
+      [
+        'C.bin:16384',
+        'a/x:5',
+        '.pad/16379:16379',
+        'b.bin:40000',
+        '.pad/9152:9152',
+        'empty:0',
+        'sub/z.bin:70000',
+      ],
     )
     // v1: SHA-1 over the files with zeros for the pads.
     const space = Buffer.concat(
-      info.files.map((f) => (f.padding ? Buffer.alloc(f.length) : contents[f.path.join('/') as keyof typeof contents])),
+      info.files.map((f) =>
+        f.padding ? Buffer.alloc(f.length) : contents[f.path.join('/') as keyof typeof contents],
+      ),
     )
     assert.equal(toHex(info.pieces!), referencePieces(space, PL))
     // v2: each root and each piece layer.
@@ -110,43 +121,63 @@ describe('createTorrent', () => {
     const v1 = await createTorrent({ name: 'd', files: files(), version: 'v1', pieceLength: PL })
     assert.equal(v1.metainfo.info.version, 'v1')
     assert.ok(v1.metainfo.info.files.every((f) => !f.padding))
-    const space = Buffer.concat(v1.metainfo.info.files.map((f) => contents[f.path.join('/') as keyof typeof contents]))
+    const space = Buffer.concat(
+      v1.metainfo.info.files.map((f) => contents[f.path.join('/') as keyof typeof contents]),
+    )
     assert.equal(toHex(v1.metainfo.info.pieces!), referencePieces(space, PL))
     const v2 = await createTorrent({ name: 'd', files: files(), version: 'v2', pieceLength: PL })
     assert.equal(v2.metainfo.info.version, 'v2')
     assert.equal(v2.metainfo.info.pieces, undefined)
     assert.ok(isCanonical(v1.bytes) && isCanonical(v2.bytes))
     const hybrid = await createTorrent({ name: 'd', files: files(), pieceLength: PL })
-    const roots = (m: typeof v2.metainfo) => m.info.files.flatMap((f) => (f.piecesRoot ? [toHex(f.piecesRoot)] : []))
+    const roots = (m: typeof v2.metainfo) =>
+      m.info.files.flatMap((f) => (f.piecesRoot ? [toHex(f.piecesRoot)] : []))
     assert.deepEqual(roots(v2.metainfo), roots(hybrid.metainfo))
   })
 
   test('single file: BEP3 single-file mode for all versions', async () => {
     for (const version of ['v1', 'v2', 'hybrid'] as const) {
       const content = data(50_000, 5)
-      const { metainfo } = await createTorrent({ name: 'one.bin', files: [memFile(['one.bin'], content)], version, pieceLength: 2 * PL })
+      const { metainfo } = await createTorrent({
+        name: 'one.bin',
+        files: [memFile(['one.bin'], content)],
+        version,
+        pieceLength: 2 * PL,
+      })
       assert.deepEqual(metainfo.info.files[0]!.path, ['one.bin'])
       if (version !== 'v2') assert.equal(toHex(metainfo.info.pieces!), referencePieces(content, 2 * PL))
-      if (version !== 'v1') assert.equal(toHex(metainfo.info.files[0]!.piecesRoot!), referenceRoot(content).toString('hex'))
+      if (version !== 'v1')
+        assert.equal(toHex(metainfo.info.files[0]!.piecesRoot!), referenceRoot(content).toString('hex'))
     }
   })
 
   test('the hash does not depend on how the stream is chunked (Readable or async iterable)', async () => {
     const content = data(100_000, 6)
-    const expected = await createTorrent({ name: 'x', files: [memFile(['x'], content, 100_000)], pieceLength: PL })
+    const expected = await createTorrent({
+      name: 'x',
+      files: [memFile(['x'], content, 100_000)],
+      pieceLength: PL,
+    })
     await fc.assert(
-      fc.asyncProperty(fc.array(fc.integer({ min: 1, max: 40_000 }), { minLength: 1, maxLength: 20 }), async (sizes) => {
-        const chunks: Uint8Array[] = []
-        let o = 0
-        for (let i = 0; o < content.length; i++) {
-          const n = sizes[i % sizes.length]!
-          chunks.push(content.subarray(o, o + n))
-          o += n
-        }
-        const file: TorrentSourceFile = { path: ['x'], length: content.length, open: () => Readable.from(chunks) }
-        const got = await createTorrent({ name: 'x', files: [file], pieceLength: PL })
-        assert.deepEqual(got.bytes, expected.bytes)
-      }),
+      fc.asyncProperty(
+        fc.array(fc.integer({ min: 1, max: 40_000 }), { minLength: 1, maxLength: 20 }),
+        async (sizes) => {
+          const chunks: Uint8Array[] = []
+          let o = 0
+          for (let i = 0; o < content.length; i++) {
+            const n = sizes[i % sizes.length]!
+            chunks.push(content.subarray(o, o + n))
+            o += n
+          }
+          const file: TorrentSourceFile = {
+            path: ['x'],
+            length: content.length,
+            open: () => Readable.from(chunks),
+          }
+          const got = await createTorrent({ name: 'x', files: [file], pieceLength: PL })
+          assert.deepEqual(got.bytes, expected.bytes)
+        },
+      ),
       { numRuns: 30 },
     )
   })
@@ -171,7 +202,10 @@ describe('createTorrent', () => {
       createdBy: 'me',
       creationDate: 12345,
     })
-    assert.deepEqual(metainfo.announce, [['http://127.0.0.1:1/a'], ['http://127.0.0.1:1/b', 'http://127.0.0.1:1/c']])
+    assert.deepEqual(metainfo.announce, [
+      ['http://127.0.0.1:1/a'],
+      ['http://127.0.0.1:1/b', 'http://127.0.0.1:1/c'],
+    ])
     assert.deepEqual(metainfo.urlList, ['http://127.0.0.1:1/w1', 'http://127.0.0.1:1/w2'])
     assert.equal(metainfo.info.private, true)
     assert.equal(metainfo.comment, 'c')
@@ -183,15 +217,33 @@ describe('createTorrent', () => {
     const expectCode = async (p: Promise<unknown>, code: string) => {
       await assert.rejects(p, (e: unknown) => e instanceof CreateTorrentError && e.code === code)
     }
-    const one = (bytes: Uint8Array, length = bytes.length): TorrentSourceFile => ({ ...memFile(['f'], bytes), length })
+    const one = (bytes: Uint8Array, length = bytes.length): TorrentSourceFile => ({
+      ...memFile(['f'], bytes),
+      length,
+    })
     await expectCode(createTorrent({ name: 'x', files: [] }), 'BT_ERR_CREATE_INVALID')
     await expectCode(createTorrent({ name: '..', files: [one(data(10, 1))] }), 'BT_ERR_CREATE_INVALID')
-    await expectCode(createTorrent({ name: 'x', files: [{ ...one(data(10, 1)), path: ['a', '..'] }] }), 'BT_ERR_CREATE_INVALID')
-    await expectCode(createTorrent({ name: 'x', files: [one(data(10, 1)), one(data(10, 2))] }), 'BT_ERR_CREATE_INVALID')
+    await expectCode(
+      createTorrent({ name: 'x', files: [{ ...one(data(10, 1)), path: ['a', '..'] }] }),
+      'BT_ERR_CREATE_INVALID',
+    )
+    await expectCode(
+      createTorrent({ name: 'x', files: [one(data(10, 1)), one(data(10, 2))] }),
+      'BT_ERR_CREATE_INVALID',
+    )
     await expectCode(createTorrent({ name: 'x', files: [one(new Uint8Array(0))] }), 'BT_ERR_CREATE_INVALID')
-    await expectCode(createTorrent({ name: 'x', files: [one(data(10, 1))], pieceLength: 20_000 }), 'BT_ERR_CREATE_INVALID')
-    await expectCode(createTorrent({ name: 'x', files: [one(data(10, 1), 11)] }), 'BT_ERR_CREATE_LENGTH_MISMATCH')
-    await expectCode(createTorrent({ name: 'x', files: [one(data(10, 1), 9)] }), 'BT_ERR_CREATE_LENGTH_MISMATCH')
+    await expectCode(
+      createTorrent({ name: 'x', files: [one(data(10, 1))], pieceLength: 20_000 }),
+      'BT_ERR_CREATE_INVALID',
+    )
+    await expectCode(
+      createTorrent({ name: 'x', files: [one(data(10, 1), 11)] }),
+      'BT_ERR_CREATE_LENGTH_MISMATCH',
+    )
+    await expectCode(
+      createTorrent({ name: 'x', files: [one(data(10, 1), 9)] }),
+      'BT_ERR_CREATE_LENGTH_MISMATCH',
+    )
     const broken: TorrentSourceFile = {
       path: ['f'],
       length: 10,
@@ -211,7 +263,9 @@ describe('createTorrent', () => {
         yield new Uint8Array(99_000)
       },
     }
-    await assert.rejects(createTorrent({ name: 'x', files: [slow] }, { signal: ac.signal }), { name: 'AbortError' })
+    await assert.rejects(createTorrent({ name: 'x', files: [slow] }, { signal: ac.signal }), {
+      name: 'AbortError',
+    })
   })
 })
 
@@ -243,7 +297,10 @@ describe('createTorrentFromPath', () => {
   })
 
   test('a single file', async () => {
-    const { metainfo } = await createTorrentFromPath(join(dir, 'single.bin'), { version: 'v1', pieceLength: PL })
+    const { metainfo } = await createTorrentFromPath(join(dir, 'single.bin'), {
+      version: 'v1',
+      pieceLength: PL,
+    })
     assert.equal(metainfo.info.name, 'single.bin')
     assert.equal(metainfo.info.files.length, 1)
     assert.equal(toHex(metainfo.info.pieces!), referencePieces(contents['sub/z.bin'], PL))

@@ -23,7 +23,8 @@ function base32(bytes: Uint8Array): string {
   let bits = ''
   for (const b of bytes) bits += b.toString(2).padStart(8, '0')
   let out = ''
-  for (let i = 0; i < bits.length; i += 5) out += alphabet[Number.parseInt(bits.slice(i, i + 5).padEnd(5, '0'), 2)]
+  for (let i = 0; i < bits.length; i += 5)
+    out += alphabet[Number.parseInt(bits.slice(i, i + 5).padEnd(5, '0'), 2)]
   return out
 }
 
@@ -88,7 +89,7 @@ describe('parseMagnet', () => {
 
   test('malformed links → typed MagnetError', () => {
     const cases: [string, string][] = [
-      ['http://example.com/?xt=urn:btih:' + V1HEX, 'BT_ERR_MAGNET_SYNTAX'],
+      [`http://example.com/?xt=urn:btih:${V1HEX}`, 'BT_ERR_MAGNET_SYNTAX'],
       ['magnet:', 'BT_ERR_MAGNET_SYNTAX'],
       [`magnet:?xt=urn:btih:${V1HEX}&dn=%E0%A4%A`, 'BT_ERR_MAGNET_SYNTAX'],
       [`magnet:?xt=urn:btih:${V1HEX}&tr=${'a'.repeat(70_000)}`, 'BT_ERR_MAGNET_SYNTAX'],
@@ -116,7 +117,12 @@ describe('parseMagnet', () => {
       [`magnet:?xt=urn:btih:${V1HEX}&so=99999999999`, 'BT_ERR_MAGNET_BAD_SELECT_ONLY'],
       [`magnet:?xt=urn:btih:${V1HEX}&so=${'1,'.repeat(10_001)}1`, 'BT_ERR_MAGNET_BAD_SELECT_ONLY'],
     ]
-    for (const [uri, expected] of cases) assert.equal(code(() => parseMagnet(uri)), expected, uri.slice(0, 120))
+    for (const [uri, expected] of cases)
+      assert.equal(
+        code(() => parseMagnet(uri)),
+        expected,
+        uri.slice(0, 120),
+      )
   })
 })
 
@@ -143,10 +149,22 @@ describe('buildMagnet', () => {
   })
 
   test('refuses links without or with malformed hashes', () => {
-    assert.equal(code(() => buildMagnet({})), 'BT_ERR_MAGNET_NO_INFO_HASH')
-    assert.equal(code(() => buildMagnet({ infoHashV1: new Uint8Array(19) })), 'BT_ERR_MAGNET_BAD_INFO_HASH')
-    assert.equal(code(() => buildMagnet({ infoHashV2: new Uint8Array(20) })), 'BT_ERR_MAGNET_BAD_INFO_HASH')
-    assert.equal(code(() => buildMagnet({ infoHashV1: V1, trackers: ['::'] })), 'BT_ERR_MAGNET_BAD_URL')
+    assert.equal(
+      code(() => buildMagnet({})),
+      'BT_ERR_MAGNET_NO_INFO_HASH',
+    )
+    assert.equal(
+      code(() => buildMagnet({ infoHashV1: new Uint8Array(19) })),
+      'BT_ERR_MAGNET_BAD_INFO_HASH',
+    )
+    assert.equal(
+      code(() => buildMagnet({ infoHashV2: new Uint8Array(20) })),
+      'BT_ERR_MAGNET_BAD_INFO_HASH',
+    )
+    assert.equal(
+      code(() => buildMagnet({ infoHashV1: V1, trackers: ['::'] })),
+      'BT_ERR_MAGNET_BAD_URL',
+    )
   })
 
   test('property: any built link parses back to the same fields', () => {
@@ -158,7 +176,12 @@ describe('buildMagnet', () => {
         fc.option(fc.string(), { nil: undefined }),
         fc.uniqueArray(url, { maxLength: 3 }),
         (v1, v2, name, trackers) => {
-          const init = { infoHashV1: v1, ...(v2 ? { infoHashV2: v2 } : {}), ...(name !== undefined ? { name } : {}), trackers }
+          const init = {
+            infoHashV1: v1,
+            ...(v2 ? { infoHashV2: v2 } : {}),
+            ...(name !== undefined ? { name } : {}),
+            trackers,
+          }
           const back = parseMagnet(buildMagnet(init))
           assert.deepEqual(back, { ...init, webseeds: [], peers: [] })
         },
@@ -171,7 +194,15 @@ describe('buildMagnet', () => {
     const bytes = new Uint8Array(40_000).fill(7)
     const { metainfo } = await createTorrent({
       name: 'file.bin',
-      files: [{ path: ['file.bin'], length: bytes.length, open: async function* () { yield bytes } }],
+      files: [
+        {
+          path: ['file.bin'],
+          length: bytes.length,
+          open: async function* () {
+            yield bytes
+          },
+        },
+      ],
       trackers: [['http://127.0.0.1:1/a'], ['http://127.0.0.1:1/b']],
       webseeds: ['http://127.0.0.1:1/ws/'],
     })

@@ -6,7 +6,14 @@
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import { describe, test } from 'node:test'
-import { type BDict, type BValue, bytesToKey, decodeBencode, encodeBencode, textKey } from '../../gateway/protocol/bencode.ts'
+import {
+  type BDict,
+  type BValue,
+  bytesToKey,
+  decodeBencode,
+  encodeBencode,
+  textKey,
+} from '../../gateway/protocol/bencode.ts'
 import { createTorrent, type TorrentSourceFile } from '../../gateway/protocol/create-torrent.ts'
 import { MetainfoError } from '../../gateway/protocol/errors.ts'
 import { toHex } from '../../gateway/protocol/hex.ts'
@@ -49,7 +56,13 @@ function sampleFiles(): TorrentSourceFile[] {
 }
 
 async function sample(version: TorrentVersion, extra: Record<string, unknown> = {}): Promise<Uint8Array> {
-  const { bytes } = await createTorrent({ name: 'd', files: sampleFiles(), version, pieceLength: PL, ...extra })
+  const { bytes } = await createTorrent({
+    name: 'd',
+    files: sampleFiles(),
+    version,
+    pieceLength: PL,
+    ...extra,
+  })
   return bytes
 }
 
@@ -123,7 +136,15 @@ describe('parseTorrent: valid torrents', () => {
     assert.equal(info.version, 'v2')
     assert.equal(info.metaVersion, 2)
     assert.deepEqual(
-      info.files.map((f) => [f.path.join('/'), f.length, f.offset, f.padding, f.virtual, f.firstPiece, f.pieceCount]),
+      info.files.map((f) => [
+        f.path.join('/'),
+        f.length,
+        f.offset,
+        f.padding,
+        f.virtual,
+        f.firstPiece,
+        f.pieceCount,
+      ]),
       [
         ['C.bin', PL, 0, false, false, 0, 1],
         ['a/x', 5, PL, false, false, 1, 1],
@@ -141,7 +162,8 @@ describe('parseTorrent: valid torrents', () => {
     assert.equal(info.pieces, undefined)
     assert.equal(info.infoHashV1, undefined)
     assert.equal(toHex(info.infoHashV2!), sha('sha256', info.infoBytes))
-    for (const f of info.files) assert.equal(f.piecesRoot !== undefined, !f.padding && f.length > 0, f.path.join('/'))
+    for (const f of info.files)
+      assert.equal(f.piecesRoot !== undefined, !f.padding && f.length > 0, f.path.join('/'))
     // Files larger than one piece (b.bin, sub/z.bin) have a piece layer, one hash per piece.
     assert.deepEqual(
       [...m.pieceLayers.entries()].map(([k, v]) => [k, v.byteLength]).sort(),
@@ -183,7 +205,13 @@ describe('parseTorrent: valid torrents', () => {
 
   test('hybrid with a pad after the last file (libtorrent 2.0.4+) is accepted', async () => {
     const bytes = mutate(await sample('hybrid'), (_top, info) => {
-      files(info).push(new Map<string, BValue>([['attr', enc('p')], ['length', 11920], ['path', [enc('.pad'), enc('11920')]]]))
+      files(info).push(
+        new Map<string, BValue>([
+          ['attr', enc('p')],
+          ['length', 11920],
+          ['path', [enc('.pad'), enc('11920')]],
+        ]),
+      )
     })
     const { info } = parseTorrent(bytes)
     assert.equal(info.totalLength, 10 * PL)
@@ -230,7 +258,10 @@ describe('parseTorrent: valid torrents', () => {
     const reordered = `d${s.slice(piecesAt, piecesEnd)}${s.slice(1, piecesAt)}${s.slice(piecesEnd)}`
     const url = 'http://127.0.0.1:1/announce'
     const layers = Buffer.from(encodeBencode(top.get('piece layers')!)).toString('latin1')
-    const raw = Buffer.from(`d4:info${reordered}8:announce${url.length}:${url}12:piece layers${layers}e`, 'latin1')
+    const raw = Buffer.from(
+      `d4:info${reordered}8:announce${url.length}:${url}12:piece layers${layers}e`,
+      'latin1',
+    )
     const { info, announce } = parseTorrent(raw)
     assert.deepEqual(announce, [[url]])
     assert.equal(toHex(info.infoHashV1!), sha('sha1', Buffer.from(reordered, 'latin1')))
@@ -276,8 +307,19 @@ describe('parseTorrent: valid torrents', () => {
     const bytes = mutate(await sample('v1'), (_top, info) => {
       const list = files(info)
       list[0]!.set('attr', enc('xh'))
-      list.push(new Map<string, BValue>([['attr', enc('l')], ['path', [enc('link')]], ['symlink path', [enc('sub'), enc('z.bin')]]]))
-      list.push(new Map<string, BValue>([['attr', enc('p')], ['length', 0]]))
+      list.push(
+        new Map<string, BValue>([
+          ['attr', enc('l')],
+          ['path', [enc('link')]],
+          ['symlink path', [enc('sub'), enc('z.bin')]],
+        ]),
+      )
+      list.push(
+        new Map<string, BValue>([
+          ['attr', enc('p')],
+          ['length', 0],
+        ]),
+      )
     })
     const { info } = parseTorrent(bytes)
     assert.equal(info.files[0]!.attr, 'xh')
@@ -308,110 +350,423 @@ describe('parseTorrent: malformed and hostile torrents', () => {
     ['name has /', 'v1', (_t, i) => i.set('name', enc('a/b')), 'BT_ERR_METAINFO_BAD_NAME', 'info.name'],
     ['name empty', 'v1', (_t, i) => i.set('name', enc('')), 'BT_ERR_METAINFO_BAD_NAME', 'info.name'],
     ['name an integer', 'v1', (_t, i) => i.set('name', 1), 'BT_ERR_METAINFO_WRONG_TYPE', 'info.name'],
-    ['piece length missing', 'v1', (_t, i) => i.delete('piece length'), 'BT_ERR_METAINFO_MISSING_FIELD', 'info.piece length'],
-    ['piece length 0', 'v1', (_t, i) => i.set('piece length', 0), 'BT_ERR_METAINFO_BAD_PIECE_LENGTH', 'info.piece length'],
-    ['piece length negative', 'v1', (_t, i) => i.set('piece length', -16384), 'BT_ERR_METAINFO_BAD_PIECE_LENGTH'],
-    ['piece length huge', 'v1', (_t, i) => i.set('piece length', 2 ** 40), 'BT_ERR_METAINFO_BAD_PIECE_LENGTH'],
-    ['piece length bigint', 'v1', (_t, i) => i.set('piece length', L(2n ** 70n)), 'BT_ERR_METAINFO_BAD_PIECE_LENGTH'],
-    ['piece length a string', 'v1', (_t, i) => i.set('piece length', enc('16384')), 'BT_ERR_METAINFO_WRONG_TYPE'],
-    ['v2 piece length not a power of two', 'v2', (_t, i) => i.set('piece length', 3 * PL), 'BT_ERR_METAINFO_BAD_PIECE_LENGTH'],
-    ['v2 piece length below 16 KiB', 'v2', (_t, i) => i.set('piece length', 8192), 'BT_ERR_METAINFO_BAD_PIECE_LENGTH'],
+    [
+      'piece length missing',
+      'v1',
+      (_t, i) => i.delete('piece length'),
+      'BT_ERR_METAINFO_MISSING_FIELD',
+      'info.piece length',
+    ],
+    [
+      'piece length 0',
+      'v1',
+      (_t, i) => i.set('piece length', 0),
+      'BT_ERR_METAINFO_BAD_PIECE_LENGTH',
+      'info.piece length',
+    ],
+    [
+      'piece length negative',
+      'v1',
+      (_t, i) => i.set('piece length', -16384),
+      'BT_ERR_METAINFO_BAD_PIECE_LENGTH',
+    ],
+    [
+      'piece length huge',
+      'v1',
+      (_t, i) => i.set('piece length', 2 ** 40),
+      'BT_ERR_METAINFO_BAD_PIECE_LENGTH',
+    ],
+    [
+      'piece length bigint',
+      'v1',
+      (_t, i) => i.set('piece length', L(2n ** 70n)),
+      'BT_ERR_METAINFO_BAD_PIECE_LENGTH',
+    ],
+    [
+      'piece length a string',
+      'v1',
+      (_t, i) => i.set('piece length', enc('16384')),
+      'BT_ERR_METAINFO_WRONG_TYPE',
+    ],
+    [
+      'v2 piece length not a power of two',
+      'v2',
+      (_t, i) => i.set('piece length', 3 * PL),
+      'BT_ERR_METAINFO_BAD_PIECE_LENGTH',
+    ],
+    [
+      'v2 piece length below 16 KiB',
+      'v2',
+      (_t, i) => i.set('piece length', 8192),
+      'BT_ERR_METAINFO_BAD_PIECE_LENGTH',
+    ],
     ['pieces missing', 'v1', (_t, i) => i.delete('pieces'), 'BT_ERR_METAINFO_MISSING_FIELD', 'info.pieces'],
-    ['pieces one byte short', 'v1', (_t, i) => i.set('pieces', (i.get('pieces') as Uint8Array).subarray(1)), 'BT_ERR_METAINFO_BAD_PIECES', 'info.pieces'],
-    ['pieces one hash too many', 'hybrid', (_t, i) => i.set('pieces', new Uint8Array(220)), 'BT_ERR_METAINFO_BAD_PIECES'],
+    [
+      'pieces one byte short',
+      'v1',
+      (_t, i) => i.set('pieces', (i.get('pieces') as Uint8Array).subarray(1)),
+      'BT_ERR_METAINFO_BAD_PIECES',
+      'info.pieces',
+    ],
+    [
+      'pieces one hash too many',
+      'hybrid',
+      (_t, i) => i.set('pieces', new Uint8Array(220)),
+      'BT_ERR_METAINFO_BAD_PIECES',
+    ],
     ['both length and files', 'v1', (_t, i) => i.set('length', 5), 'BT_ERR_METAINFO_CONFLICTING_FIELDS'],
     ['neither length nor files', 'v1', (_t, i) => i.delete('files'), 'BT_ERR_METAINFO_MISSING_FIELD'],
     ['empty file list', 'v1', (_t, i) => i.set('files', []), 'BT_ERR_METAINFO_EMPTY'],
-    ['files not a list', 'v1', (_t, i) => i.set('files', new Map()), 'BT_ERR_METAINFO_WRONG_TYPE', 'info.files'],
-    ['file entry not a dict', 'v1', (_t, i) => files(i).push(enc('x') as never), 'BT_ERR_METAINFO_WRONG_TYPE', 'info.files[5]'],
-    ['negative length', 'v1', (_t, i) => files(i)[1]!.set('length', -1), 'BT_ERR_METAINFO_BAD_LENGTH', 'info.files[1].length'],
-    ['length beyond 2^53', 'v1', (_t, i) => files(i)[1]!.set('length', L(2n ** 64n)), 'BT_ERR_METAINFO_BAD_LENGTH', 'info.files[1].length'],
-    ['length a string', 'v1', (_t, i) => files(i)[1]!.set('length', enc('5')), 'BT_ERR_METAINFO_WRONG_TYPE', 'info.files[1].length'],
-    ['length missing', 'v1', (_t, i) => files(i)[1]!.delete('length'), 'BT_ERR_METAINFO_MISSING_FIELD', 'info.files[1].length'],
-    ['total length overflows', 'v1', (_t, i) => {
-      files(i)[0]!.set('length', Number.MAX_SAFE_INTEGER)
-      files(i)[1]!.set('length', Number.MAX_SAFE_INTEGER)
-    }, 'BT_ERR_METAINFO_BAD_LENGTH'],
-    ['path missing', 'v1', (_t, i) => files(i)[0]!.delete('path'), 'BT_ERR_METAINFO_MISSING_FIELD', 'info.files[0].path'],
-    ['path empty', 'v1', (_t, i) => files(i)[0]!.set('path', []), 'BT_ERR_METAINFO_BAD_PATH', 'info.files[0].path'],
-    ['path with ..', 'v1', (_t, i) => files(i)[0]!.set('path', [enc('..'), enc('etc')]), 'BT_ERR_METAINFO_BAD_PATH', 'info.files[0].path[0]'],
-    ['path with .', 'v1', (_t, i) => files(i)[0]!.set('path', [enc('.'), enc('x')]), 'BT_ERR_METAINFO_BAD_PATH'],
-    ['path component empty', 'v1', (_t, i) => files(i)[0]!.set('path', [enc('a'), enc('')]), 'BT_ERR_METAINFO_BAD_PATH', 'info.files[0].path[1]'],
-    ['absolute path component', 'v1', (_t, i) => files(i)[0]!.set('path', [enc('/etc/passwd')]), 'BT_ERR_METAINFO_BAD_PATH'],
-    ['component with NUL', 'v1', (_t, i) => files(i)[0]!.set('path', [enc('a\0b')]), 'BT_ERR_METAINFO_BAD_PATH'],
-    ['path element an integer', 'v1', (_t, i) => files(i)[0]!.set('path', [1]), 'BT_ERR_METAINFO_WRONG_TYPE', 'info.files[0].path[0]'],
-    ['duplicate paths', 'v1', (_t, i) => files(i)[1]!.set('path', [enc('C.bin')]), 'BT_ERR_METAINFO_DUPLICATE_PATH'],
-    ['file is also a directory', 'v1', (_t, i) => files(i)[0]!.set('path', [enc('sub')]), 'BT_ERR_METAINFO_DUPLICATE_PATH'],
-    ['symlink without target', 'v1', (_t, i) => files(i)[2]!.set('attr', enc('l')), 'BT_ERR_METAINFO_MISSING_FIELD', 'info.files[2].symlink path'],
-    ['symlink escaping the torrent', 'v1', (_t, i) => {
-      files(i)[3]!.set('attr', enc('l'))
-      files(i)[3]!.set('symlink path', [enc('..'), enc('x')])
-    }, 'BT_ERR_METAINFO_BAD_PATH'],
-    ['symlink with a length', 'v1', (_t, i) => {
-      files(i)[0]!.set('attr', enc('l'))
-      files(i)[0]!.set('symlink path', [enc('b.bin')])
-    }, 'BT_ERR_METAINFO_BAD_LENGTH'],
-    ['no data at all', 'v1', (_t, i) => {
-      for (const f of files(i)) f.set('length', 0)
-      i.set('pieces', new Uint8Array(0))
-    }, 'BT_ERR_METAINFO_EMPTY'],
-    ['meta version 3', 'v2', (_t, i) => i.set('meta version', 3), 'BT_ERR_METAINFO_UNSUPPORTED_VERSION', 'info.meta version'],
-    ['meta version checked before the rest', 'v2', (_t, i) => {
-      i.set('meta version', 3)
-      i.delete('name')
-    }, 'BT_ERR_METAINFO_UNSUPPORTED_VERSION'],
+    [
+      'files not a list',
+      'v1',
+      (_t, i) => i.set('files', new Map()),
+      'BT_ERR_METAINFO_WRONG_TYPE',
+      'info.files',
+    ],
+    [
+      'file entry not a dict',
+      'v1',
+      (_t, i) => files(i).push(enc('x') as never),
+      'BT_ERR_METAINFO_WRONG_TYPE',
+      'info.files[5]',
+    ],
+    [
+      'negative length',
+      'v1',
+      (_t, i) => files(i)[1]!.set('length', -1),
+      'BT_ERR_METAINFO_BAD_LENGTH',
+      'info.files[1].length',
+    ],
+    [
+      'length beyond 2^53',
+      'v1',
+      (_t, i) => files(i)[1]!.set('length', L(2n ** 64n)),
+      'BT_ERR_METAINFO_BAD_LENGTH',
+      'info.files[1].length',
+    ],
+    [
+      'length a string',
+      'v1',
+      (_t, i) => files(i)[1]!.set('length', enc('5')),
+      'BT_ERR_METAINFO_WRONG_TYPE',
+      'info.files[1].length',
+    ],
+    [
+      'length missing',
+      'v1',
+      (_t, i) => files(i)[1]!.delete('length'),
+      'BT_ERR_METAINFO_MISSING_FIELD',
+      'info.files[1].length',
+    ],
+    [
+      'total length overflows',
+      'v1',
+      (_t, i) => {
+        files(i)[0]!.set('length', Number.MAX_SAFE_INTEGER)
+        files(i)[1]!.set('length', Number.MAX_SAFE_INTEGER)
+      },
+      'BT_ERR_METAINFO_BAD_LENGTH',
+    ],
+    [
+      'path missing',
+      'v1',
+      (_t, i) => files(i)[0]!.delete('path'),
+      'BT_ERR_METAINFO_MISSING_FIELD',
+      'info.files[0].path',
+    ],
+    [
+      'path empty',
+      'v1',
+      (_t, i) => files(i)[0]!.set('path', []),
+      'BT_ERR_METAINFO_BAD_PATH',
+      'info.files[0].path',
+    ],
+    [
+      'path with ..',
+      'v1',
+      (_t, i) => files(i)[0]!.set('path', [enc('..'), enc('etc')]),
+      'BT_ERR_METAINFO_BAD_PATH',
+      'info.files[0].path[0]',
+    ],
+    [
+      'path with .',
+      'v1',
+      (_t, i) => files(i)[0]!.set('path', [enc('.'), enc('x')]),
+      'BT_ERR_METAINFO_BAD_PATH',
+    ],
+    [
+      'path component empty',
+      'v1',
+      (_t, i) => files(i)[0]!.set('path', [enc('a'), enc('')]),
+      'BT_ERR_METAINFO_BAD_PATH',
+      'info.files[0].path[1]',
+    ],
+    [
+      'absolute path component',
+      'v1',
+      (_t, i) => files(i)[0]!.set('path', [enc('/etc/passwd')]),
+      'BT_ERR_METAINFO_BAD_PATH',
+    ],
+    [
+      'component with NUL',
+      'v1',
+      (_t, i) => files(i)[0]!.set('path', [enc('a\0b')]),
+      'BT_ERR_METAINFO_BAD_PATH',
+    ],
+    [
+      'path element an integer',
+      'v1',
+      (_t, i) => files(i)[0]!.set('path', [1]),
+      'BT_ERR_METAINFO_WRONG_TYPE',
+      'info.files[0].path[0]',
+    ],
+    [
+      'duplicate paths',
+      'v1',
+      (_t, i) => files(i)[1]!.set('path', [enc('C.bin')]),
+      'BT_ERR_METAINFO_DUPLICATE_PATH',
+    ],
+    [
+      'file is also a directory',
+      'v1',
+      (_t, i) => files(i)[0]!.set('path', [enc('sub')]),
+      'BT_ERR_METAINFO_DUPLICATE_PATH',
+    ],
+    [
+      'symlink without target',
+      'v1',
+      (_t, i) => files(i)[2]!.set('attr', enc('l')),
+      'BT_ERR_METAINFO_MISSING_FIELD',
+      'info.files[2].symlink path',
+    ],
+    [
+      'symlink escaping the torrent',
+      'v1',
+      (_t, i) => {
+        files(i)[3]!.set('attr', enc('l'))
+        files(i)[3]!.set('symlink path', [enc('..'), enc('x')])
+      },
+      'BT_ERR_METAINFO_BAD_PATH',
+    ],
+    [
+      'symlink with a length',
+      'v1',
+      (_t, i) => {
+        files(i)[0]!.set('attr', enc('l'))
+        files(i)[0]!.set('symlink path', [enc('b.bin')])
+      },
+      'BT_ERR_METAINFO_BAD_LENGTH',
+    ],
+    [
+      'no data at all',
+      'v1',
+      (_t, i) => {
+        for (const f of files(i)) f.set('length', 0)
+        i.set('pieces', new Uint8Array(0))
+      },
+      'BT_ERR_METAINFO_EMPTY',
+    ],
+    [
+      'meta version 3',
+      'v2',
+      (_t, i) => i.set('meta version', 3),
+      'BT_ERR_METAINFO_UNSUPPORTED_VERSION',
+      'info.meta version',
+    ],
+    [
+      'meta version checked before the rest',
+      'v2',
+      (_t, i) => {
+        i.set('meta version', 3)
+        i.delete('name')
+      },
+      'BT_ERR_METAINFO_UNSUPPORTED_VERSION',
+    ],
     ['meta version a string', 'v2', (_t, i) => i.set('meta version', enc('2')), 'BT_ERR_METAINFO_WRONG_TYPE'],
-    ['file tree missing', 'v2', (_t, i) => i.delete('file tree'), 'BT_ERR_METAINFO_MISSING_FIELD', 'info.file tree'],
+    [
+      'file tree missing',
+      'v2',
+      (_t, i) => i.delete('file tree'),
+      'BT_ERR_METAINFO_MISSING_FIELD',
+      'info.file tree',
+    ],
     ['file tree empty', 'v2', (_t, i) => i.set('file tree', new Map()), 'BT_ERR_METAINFO_EMPTY'],
-    ['file tree root is a file', 'v2', (_t, i) => tree(i).set('', new Map([['length', 1]])), 'BT_ERR_METAINFO_BAD_FILE_TREE'],
-    ['file with siblings', 'v2', (_t, i) => sub(tree(i), 'b.bin').set('x', new Map()), 'BT_ERR_METAINFO_BAD_FILE_TREE'],
+    [
+      'file tree root is a file',
+      'v2',
+      (_t, i) => tree(i).set('', new Map([['length', 1]])),
+      'BT_ERR_METAINFO_BAD_FILE_TREE',
+    ],
+    [
+      'file with siblings',
+      'v2',
+      (_t, i) => sub(tree(i), 'b.bin').set('x', new Map()),
+      'BT_ERR_METAINFO_BAD_FILE_TREE',
+    ],
     ['tree node not a dict', 'v2', (_t, i) => tree(i).set('zz', 5), 'BT_ERR_METAINFO_WRONG_TYPE'],
-    ['tree component ..', 'v2', (_t, i) => tree(i).set('..', tree(i).get('b.bin')!), 'BT_ERR_METAINFO_BAD_PATH'],
-    ['tree component with NUL', 'v2', (_t, i) => tree(i).set('a\0', tree(i).get('b.bin')!), 'BT_ERR_METAINFO_BAD_PATH'],
-    ['pieces root missing', 'v2', (_t, i) => sub(tree(i), 'a', 'x', '').delete('pieces root'), 'BT_ERR_METAINFO_BAD_PIECES_ROOT'],
-    ['pieces root 31 bytes', 'v2', (_t, i) => sub(tree(i), 'a', 'x', '').set('pieces root', new Uint8Array(31)), 'BT_ERR_METAINFO_BAD_PIECES_ROOT'],
-    ['v2 length negative', 'v2', (_t, i) => sub(tree(i), 'a', 'x', '').set('length', -5), 'BT_ERR_METAINFO_BAD_LENGTH', "info.file tree/a/x/''.length"],
-    ['pad file inside a file tree', 'v2', (_t, i) => sub(tree(i), 'a', 'x', '').set('attr', enc('p')), 'BT_ERR_METAINFO_BAD_FILE_TREE'],
-    ['piece layer missing', 'v2', (top) => {
-      const layers = top.get('piece layers') as BDict
-      layers.delete([...layers.keys()][0]!)
-    }, 'BT_ERR_METAINFO_MISSING_PIECE_LAYER'],
+    [
+      'tree component ..',
+      'v2',
+      (_t, i) => tree(i).set('..', tree(i).get('b.bin')!),
+      'BT_ERR_METAINFO_BAD_PATH',
+    ],
+    [
+      'tree component with NUL',
+      'v2',
+      (_t, i) => tree(i).set('a\0', tree(i).get('b.bin')!),
+      'BT_ERR_METAINFO_BAD_PATH',
+    ],
+    [
+      'pieces root missing',
+      'v2',
+      (_t, i) => sub(tree(i), 'a', 'x', '').delete('pieces root'),
+      'BT_ERR_METAINFO_BAD_PIECES_ROOT',
+    ],
+    [
+      'pieces root 31 bytes',
+      'v2',
+      (_t, i) => sub(tree(i), 'a', 'x', '').set('pieces root', new Uint8Array(31)),
+      'BT_ERR_METAINFO_BAD_PIECES_ROOT',
+    ],
+    [
+      'v2 length negative',
+      'v2',
+      (_t, i) => sub(tree(i), 'a', 'x', '').set('length', -5),
+      'BT_ERR_METAINFO_BAD_LENGTH',
+      "info.file tree/a/x/''.length",
+    ],
+    [
+      'pad file inside a file tree',
+      'v2',
+      (_t, i) => sub(tree(i), 'a', 'x', '').set('attr', enc('p')),
+      'BT_ERR_METAINFO_BAD_FILE_TREE',
+    ],
+    [
+      'piece layer missing',
+      'v2',
+      (top) => {
+        const layers = top.get('piece layers') as BDict
+        layers.delete([...layers.keys()][0]!)
+      },
+      'BT_ERR_METAINFO_MISSING_PIECE_LAYER',
+    ],
     ['piece layers absent', 'v2', (top) => top.delete('piece layers'), 'BT_ERR_METAINFO_MISSING_PIECE_LAYER'],
-    ['piece layers not a dict', 'v2', (top) => top.set('piece layers', []), 'BT_ERR_METAINFO_WRONG_TYPE', 'piece layers'],
-    ['piece layer tampered', 'v2', (top) => {
-      const layers = top.get('piece layers') as BDict
-      const [k, v] = [...layers.entries()][0]! as [string, Uint8Array]
-      const bad = v.slice()
-      bad[0]! ^= 1
-      layers.set(k, bad)
-    }, 'BT_ERR_METAINFO_BAD_PIECE_LAYER'],
-    ['piece layer truncated', 'v2', (top) => {
-      const layers = top.get('piece layers') as BDict
-      const [k, v] = [...layers.entries()][0]! as [string, Uint8Array]
-      layers.set(k, v.subarray(32))
-    }, 'BT_ERR_METAINFO_BAD_PIECE_LAYER'],
-    ['piece layer not a string', 'v2', (top) => {
-      const layers = top.get('piece layers') as BDict
-      layers.set([...layers.keys()][0]!, 7)
-    }, 'BT_ERR_METAINFO_WRONG_TYPE'],
-    ['hybrid: v1 files reordered', 'hybrid', (_t, i) => {
-      const l = files(i)
-      ;[l[0], l[1]] = [l[1]!, l[0]!]
-    }, 'BT_ERR_METAINFO_HYBRID_MISMATCH', 'info.files[0]'],
-    ['hybrid: v1 length differs', 'hybrid', (_t, i) => files(i)[1]!.set('length', 6), 'BT_ERR_METAINFO_HYBRID_MISMATCH', 'info.files[1]'],
+    [
+      'piece layers not a dict',
+      'v2',
+      (top) => top.set('piece layers', []),
+      'BT_ERR_METAINFO_WRONG_TYPE',
+      'piece layers',
+    ],
+    [
+      'piece layer tampered',
+      'v2',
+      (top) => {
+        const layers = top.get('piece layers') as BDict
+        const [k, v] = [...layers.entries()][0]! as [string, Uint8Array]
+        const bad = v.slice()
+        bad[0]! ^= 1
+        layers.set(k, bad)
+      },
+      'BT_ERR_METAINFO_BAD_PIECE_LAYER',
+    ],
+    [
+      'piece layer truncated',
+      'v2',
+      (top) => {
+        const layers = top.get('piece layers') as BDict
+        const [k, v] = [...layers.entries()][0]! as [string, Uint8Array]
+        layers.set(k, v.subarray(32))
+      },
+      'BT_ERR_METAINFO_BAD_PIECE_LAYER',
+    ],
+    [
+      'piece layer not a string',
+      'v2',
+      (top) => {
+        const layers = top.get('piece layers') as BDict
+        layers.set([...layers.keys()][0]!, 7)
+      },
+      'BT_ERR_METAINFO_WRONG_TYPE',
+    ],
+    [
+      'hybrid: v1 files reordered',
+      'hybrid',
+      (_t, i) => {
+        const l = files(i)
+        ;[l[0], l[1]] = [l[1]!, l[0]!]
+      },
+      'BT_ERR_METAINFO_HYBRID_MISMATCH',
+      'info.files[0]',
+    ],
+    [
+      'hybrid: v1 length differs',
+      'hybrid',
+      (_t, i) => files(i)[1]!.set('length', 6),
+      'BT_ERR_METAINFO_HYBRID_MISMATCH',
+      'info.files[1]',
+    ],
     ['hybrid: pad missing', 'hybrid', (_t, i) => files(i).splice(2, 1), 'BT_ERR_METAINFO_HYBRID_MISMATCH'],
-    ['hybrid: pad one piece too long', 'hybrid', (_t, i) => {
-      files(i)[2]!.set('length', PL - 5 + PL)
-      i.set('pieces', new Uint8Array(220))
-    }, 'BT_ERR_METAINFO_HYBRID_MISMATCH', 'info.files'],
-    ['hybrid: extra v1 file', 'hybrid', (_t, i) => files(i).push(new Map<string, BValue>([['length', 1], ['path', [enc('extra')]]])), 'BT_ERR_METAINFO_HYBRID_MISMATCH', 'info.files[7]'],
+    [
+      'hybrid: pad one piece too long',
+      'hybrid',
+      (_t, i) => {
+        files(i)[2]!.set('length', PL - 5 + PL)
+        i.set('pieces', new Uint8Array(220))
+      },
+      'BT_ERR_METAINFO_HYBRID_MISMATCH',
+      'info.files',
+    ],
+    [
+      'hybrid: extra v1 file',
+      'hybrid',
+      (_t, i) =>
+        files(i).push(
+          new Map<string, BValue>([
+            ['length', 1],
+            ['path', [enc('extra')]],
+          ]),
+        ),
+      'BT_ERR_METAINFO_HYBRID_MISMATCH',
+      'info.files[7]',
+    ],
     ['hybrid: v1 file missing', 'hybrid', (_t, i) => files(i).pop(), 'BT_ERR_METAINFO_HYBRID_MISMATCH'],
-    ['hybrid: v1 path differs', 'hybrid', (_t, i) => files(i)[0]!.set('path', [enc('D.bin')]), 'BT_ERR_METAINFO_HYBRID_MISMATCH'],
-    ['announce-list not a list', 'v1', (top) => top.set('announce-list', enc('http://x')), 'BT_ERR_METAINFO_WRONG_TYPE', 'announce-list'],
-    ['announce-list tier not a list', 'v1', (top) => top.set('announce-list', [enc('http://x')]), 'BT_ERR_METAINFO_WRONG_TYPE', 'announce-list[0]'],
+    [
+      'hybrid: v1 path differs',
+      'hybrid',
+      (_t, i) => files(i)[0]!.set('path', [enc('D.bin')]),
+      'BT_ERR_METAINFO_HYBRID_MISMATCH',
+    ],
+    [
+      'announce-list not a list',
+      'v1',
+      (top) => top.set('announce-list', enc('http://x')),
+      'BT_ERR_METAINFO_WRONG_TYPE',
+      'announce-list',
+    ],
+    [
+      'announce-list tier not a list',
+      'v1',
+      (top) => top.set('announce-list', [enc('http://x')]),
+      'BT_ERR_METAINFO_WRONG_TYPE',
+      'announce-list[0]',
+    ],
     ['url-list an integer', 'v1', (top) => top.set('url-list', 5), 'BT_ERR_METAINFO_WRONG_TYPE', 'url-list'],
-    ['creation date a string', 'v1', (top) => top.set('creation date', enc('today')), 'BT_ERR_METAINFO_WRONG_TYPE', 'creation date'],
-    ['private a string', 'v1', (_t, i) => i.set('private', enc('1')), 'BT_ERR_METAINFO_WRONG_TYPE', 'info.private'],
+    [
+      'creation date a string',
+      'v1',
+      (top) => top.set('creation date', enc('today')),
+      'BT_ERR_METAINFO_WRONG_TYPE',
+      'creation date',
+    ],
+    [
+      'private a string',
+      'v1',
+      (_t, i) => i.set('private', enc('1')),
+      'BT_ERR_METAINFO_WRONG_TYPE',
+      'info.private',
+    ],
   ]
 
   for (const [title, version, fn, code, field] of cases) {
@@ -446,7 +801,10 @@ describe('parseTorrent: malformed and hostile torrents', () => {
     ]) {
       expectError(bad, 'BT_ERR_METAINFO_BENCODE', '')
     }
-    assert.throws(() => parseTorrent(bytes.subarray(0, 10)), (e: unknown) => e instanceof MetainfoError && e.cause !== undefined)
+    assert.throws(
+      () => parseTorrent(bytes.subarray(0, 10)),
+      (e: unknown) => e instanceof MetainfoError && e.cause !== undefined,
+    )
   })
 
   test('identical files share one piece layer entry', async () => {

@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
-import { createServer, type Server, type Socket, connect } from 'node:net'
+import { connect, createServer, type Server, type Socket } from 'node:net'
 import { after, before, describe, test } from 'node:test'
 import { PeerConnection, type PeerConnectionError } from '../../gateway/engine/peer/connection.ts'
 import { performHandshake } from '../../gateway/engine/peer/handshake.ts'
@@ -122,7 +122,11 @@ describe('performHandshake over loopback TCP', () => {
         encodeMessageBytes({ type: 'have', index: 5 }),
       ]),
     )
-    const inc = await performHandshake(srv, { expectInfoHashes: new Set([toHex(infoHash)]), peerId: makePeerId(), reserved })
+    const inc = await performHandshake(srv, {
+      expectInfoHashes: new Set([toHex(infoHash)]),
+      peerId: makePeerId(),
+      reserved,
+    })
     assert.ok(inc.ok)
     const h = harness(srv, { leftover: inc.value.leftover, fast: inc.value.flags.fast })
     await waitUntil(() => h.messages.length === 2, 'leftover messages')
@@ -136,7 +140,12 @@ describe('performHandshake over loopback TCP', () => {
     const [client, srv] = await pair()
     const r2 = makeReserved({ extensionProtocol: true, v2Upgrade: true })
     const [out, inc] = await Promise.all([
-      performHandshake(client, { infoHash, upgradeInfoHash: v2Truncated, peerId: makePeerId(), reserved: r2 }),
+      performHandshake(client, {
+        infoHash,
+        upgradeInfoHash: v2Truncated,
+        peerId: makePeerId(),
+        reserved: r2,
+      }),
       performHandshake(srv, {
         expectInfoHashes: new Set([toHex(infoHash)]),
         upgrade: new Map([[toHex(infoHash), v2Truncated]]),
@@ -158,7 +167,11 @@ describe('performHandshake over loopback TCP', () => {
       const [client, srv] = await pair()
       const [out, inc] = await Promise.all([
         performHandshake(client, { infoHash, peerId: makePeerId(), reserved }),
-        performHandshake(srv, { expectInfoHashes: new Set(['00'.repeat(20)]), peerId: makePeerId(), reserved }),
+        performHandshake(srv, {
+          expectInfoHashes: new Set(['00'.repeat(20)]),
+          peerId: makePeerId(),
+          reserved,
+        }),
       ])
       assert.ok(!inc.ok && inc.error.code === 'GW_ERR_PEER_UNKNOWN_INFO_HASH')
       assert.ok(!out.ok && out.error.code === 'GW_ERR_PEER_REMOTE_CLOSED')
@@ -183,7 +196,11 @@ describe('performHandshake over loopback TCP', () => {
     {
       const [client, srv] = await pair()
       client.write(Buffer.from(`GET / HTTP/1.1\r\nHost: x\r\n\r\n${' '.repeat(40)}`))
-      const inc = await performHandshake(srv, { expectInfoHashes: new Set([toHex(infoHash)]), peerId: makePeerId(), reserved })
+      const inc = await performHandshake(srv, {
+        expectInfoHashes: new Set([toHex(infoHash)]),
+        peerId: makePeerId(),
+        reserved,
+      })
       assert.ok(!inc.ok && inc.error.code === 'GW_ERR_PEER_PROTOCOL')
       assert.ok(inc.error.cause instanceof WireProtocolError)
       client.destroy()
@@ -202,7 +219,12 @@ describe('performHandshake over loopback TCP', () => {
     {
       const [client, srv] = await pair()
       const ac = new AbortController()
-      const p = performHandshake(srv, { expectInfoHashes: new Set([toHex(infoHash)]), peerId: makePeerId(), reserved, signal: ac.signal })
+      const p = performHandshake(srv, {
+        expectInfoHashes: new Set([toHex(infoHash)]),
+        peerId: makePeerId(),
+        reserved,
+        signal: ac.signal,
+      })
       ac.abort()
       const inc = await p
       assert.ok(!inc.ok && inc.error.code === 'GW_ERR_PEER_ABORTED')
@@ -281,7 +303,8 @@ describe('PeerConnection over loopback TCP', () => {
     const A = harness(a, { writeHighWaterMark: 64 * 1024, maxWriteQueueBytes: 1024 * 1024 })
     const block = new Uint8Array(16384)
     // a misbehaving caller that ignores `false`; the connection protects itself
-    for (let i = 0; i < 100_000 && !A.conn.closed; i++) A.conn.send({ type: 'piece', index: 0, begin: 0, block })
+    for (let i = 0; i < 100_000 && !A.conn.closed; i++)
+      A.conn.send({ type: 'piece', index: 0, begin: 0, block })
     assert.equal(A.conn.closed, true)
     const reason = await A.closed
     assert.equal(reason.code, 'GW_ERR_PEER_WRITE_QUEUE_FULL')
@@ -335,7 +358,12 @@ describe('PeerConnection over loopback TCP', () => {
       ],
       [Buffer.from([0, 0, 0, 4, 4, 0, 0, 1]), true, 'GW_ERR_PEER_PROTOCOL', 'GW_ERR_WIRE_BAD_LENGTH'],
       [Buffer.from(encodeMessageBytes({ type: 'have-all' })), false, 'GW_ERR_PEER_PROTOCOL', undefined],
-      [Buffer.from(encodeMessageBytes({ type: 'have', index: 100 })), true, 'GW_ERR_PEER_PROTOCOL', 'GW_ERR_WIRE_BAD_FIELD'],
+      [
+        Buffer.from(encodeMessageBytes({ type: 'have', index: 100 })),
+        true,
+        'GW_ERR_PEER_PROTOCOL',
+        'GW_ERR_WIRE_BAD_FIELD',
+      ],
     ]
     for (const [bytes, fast, code, wireCode] of cases) {
       const [a, b] = await pair()
@@ -391,6 +419,14 @@ describe('PeerConnection over loopback TCP', () => {
     assert.equal(reason.code, 'GW_ERR_PEER_CALLBACK')
     assert.equal((reason.cause as Error).message, 'bug in the coordinator')
     d.destroy()
+  })
+
+  test('a socket that closed before the PeerConnection was built is reported as closed', async () => {
+    const [a, b] = await pair()
+    b.destroy()
+    await once(a, 'close')
+    const A = harness(a)
+    assert.equal((await A.closed).code, 'GW_ERR_PEER_REMOTE_CLOSED')
   })
 
   test('abort signal closes; onDrain honours its own signal', async () => {

@@ -7,8 +7,8 @@ import { describe, test } from 'node:test'
 import { bdecode, scanBencode } from '../../gateway/protocol/wire/bdecode.ts'
 import {
   decodeExtendedHandshake,
-  encodeExtendedHandshake,
   ExtensionRegistry,
+  encodeExtendedHandshake,
   MAX_REQQ,
   PeerExtensions,
 } from '../../gateway/protocol/wire/extensions.ts'
@@ -22,10 +22,13 @@ describe('BEP10 extended handshake', () => {
     const payload = utf8('d1:md11:LT_metadatai1e7:µT_PEXi2ee1:pi6881e1:v13:µTorrent 1.2e')
     const r = decodeExtendedHandshake(payload)
     assert.ok(r.ok, r.ok ? '' : r.error.message)
-    assert.deepEqual([...r.value.m], [
-      ['LT_metadata', 1],
-      ['µT_PEX', 2],
-    ])
+    assert.deepEqual(
+      [...r.value.m],
+      [
+        ['LT_metadata', 1],
+        ['µT_PEX', 2],
+      ],
+    )
     assert.equal(r.value.p, 6881)
     assert.equal(r.value.v, 'µTorrent 1.2')
   })
@@ -69,7 +72,9 @@ describe('BEP10 extended handshake', () => {
   })
 
   test('caps: reqq clamped, metadata_size above the limit dropped, yourip must be 4 or 16 bytes', () => {
-    const r = decodeExtendedHandshake(bytes('d13:metadata_sizei2000e4:reqqi999999e6:yourip5:abcdee'), { maxMetadataSize: 1000 })
+    const r = decodeExtendedHandshake(bytes('d13:metadata_sizei2000e4:reqqi999999e6:yourip5:abcdee'), {
+      maxMetadataSize: 1000,
+    })
     assert.ok(r.ok)
     assert.equal(r.value.reqq, MAX_REQQ)
     assert.equal(r.value.metadataSize, undefined)
@@ -97,10 +102,13 @@ describe('extension registry', () => {
     assert.equal(reg.localId('ut_pex'), 2)
     assert.equal(reg.nameOf(1), 'ut_metadata')
     assert.equal(reg.nameOf(9), undefined)
-    assert.deepEqual([...reg.handshakeM()], [
-      ['ut_metadata', 1],
-      ['ut_pex', 2],
-    ])
+    assert.deepEqual(
+      [...reg.handshakeM()],
+      [
+        ['ut_metadata', 1],
+        ['ut_pex', 2],
+      ],
+    )
     assert.throws(() => new ExtensionRegistry(new Map([['a', 0]])), RangeError)
     assert.throws(
       () =>

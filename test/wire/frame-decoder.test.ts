@@ -120,12 +120,17 @@ describe('FrameDecoder', () => {
     head[4] = 7
     d.push(head)
     const step = d.next()
-    assert.ok(step.kind === 'error' && step.error.code === 'GW_ERR_WIRE_FRAME_TOO_LARGE', JSON.stringify(step))
+    assert.ok(
+      step.kind === 'error' && step.error.code === 'GW_ERR_WIRE_FRAME_TOO_LARGE',
+      JSON.stringify(step),
+    )
   })
 
   test('an exactly 16 KiB block is accepted', () => {
     const msg: WireMessage = { type: 'piece', index: 0, begin: 0, block: new Uint8Array(16384) }
-    const { frames, error } = run(new FrameDecoder({ limits: frameLimits({ pieceCount: 8 }) }), [encodeMessageBytes(msg)])
+    const { frames, error } = run(new FrameDecoder({ limits: frameLimits({ pieceCount: 8 }) }), [
+      encodeMessageBytes(msg),
+    ])
     assert.equal(error, undefined)
     assert.equal(frames.length, 1)
   })
@@ -133,9 +138,13 @@ describe('FrameDecoder', () => {
   test('the bitfield limit is ceil(pieces / 8) + 1', () => {
     const limits = frameLimits({ pieceCount: 17 })
     assert.equal(limits.byId[5], 4)
-    const ok = run(new FrameDecoder({ limits }), [encodeMessageBytes({ type: 'bitfield', bitfield: new Uint8Array(3) })])
+    const ok = run(new FrameDecoder({ limits }), [
+      encodeMessageBytes({ type: 'bitfield', bitfield: new Uint8Array(3) }),
+    ])
     assert.equal(ok.error, undefined)
-    const bad = run(new FrameDecoder({ limits }), [encodeMessageBytes({ type: 'bitfield', bitfield: new Uint8Array(4) })])
+    const bad = run(new FrameDecoder({ limits }), [
+      encodeMessageBytes({ type: 'bitfield', bitfield: new Uint8Array(4) }),
+    ])
     assert.ok(bad.error?.kind === 'error' && bad.error.error.code === 'GW_ERR_WIRE_FRAME_TOO_LARGE')
   })
 
@@ -148,11 +157,17 @@ describe('FrameDecoder', () => {
 
   test('extended and unknown messages are capped', () => {
     const limits = frameLimits({ maxExtendedPayload: 100, maxUnknownPayload: 10 })
-    const ext = run(new FrameDecoder({ limits }), [encodeMessageBytes({ type: 'extended', id: 1, payload: new Uint8Array(101) })])
+    const ext = run(new FrameDecoder({ limits }), [
+      encodeMessageBytes({ type: 'extended', id: 1, payload: new Uint8Array(101) }),
+    ])
     assert.ok(ext.error?.kind === 'error')
-    const unk = run(new FrameDecoder({ limits }), [encodeMessageBytes({ type: 'unknown', id: 200, payload: new Uint8Array(11) })])
+    const unk = run(new FrameDecoder({ limits }), [
+      encodeMessageBytes({ type: 'unknown', id: 200, payload: new Uint8Array(11) }),
+    ])
     assert.ok(unk.error?.kind === 'error')
-    const fine = run(new FrameDecoder({ limits }), [encodeMessageBytes({ type: 'unknown', id: 200, payload: new Uint8Array(10) })])
+    const fine = run(new FrameDecoder({ limits }), [
+      encodeMessageBytes({ type: 'unknown', id: 200, payload: new Uint8Array(10) }),
+    ])
     assert.equal(fine.error, undefined)
   })
 

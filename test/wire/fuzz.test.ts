@@ -28,7 +28,6 @@ const CODES = new Set([
   'GW_ERR_WIRE_BAD_BENCODE',
   'GW_ERR_WIRE_BAD_FIELD',
   'GW_ERR_WIRE_LIMIT_EXCEEDED',
-  'GW_ERR_WIRE_DECODER_FAILED',
   'GW_ERR_WIRE_METADATA_HASH_MISMATCH',
 ])
 
@@ -55,7 +54,10 @@ const messageArb: fc.Arbitrary<WireMessage> = fc.oneof(
     { type: 'have-all' },
     { type: 'have-none' },
   ),
-  fc.record({ type: fc.constantFrom('have' as const, 'suggest' as const, 'allowed-fast' as const), index: u32 }),
+  fc.record({
+    type: fc.constantFrom('have' as const, 'suggest' as const, 'allowed-fast' as const),
+    index: u32,
+  }),
   fc.record({ type: fc.constant('bitfield' as const), bitfield: bytesArb(64) }),
   fc.record({
     type: fc.constantFrom('request' as const, 'cancel' as const, 'reject' as const),
@@ -63,18 +65,36 @@ const messageArb: fc.Arbitrary<WireMessage> = fc.oneof(
     begin: u32,
     length: fc.integer({ min: 1, max: 16384 }),
   }),
-  fc.record({ type: fc.constant('piece' as const), index: u32, begin: u32, block: fc.uint8Array({ minLength: 1, maxLength: 2048 }) }),
+  fc.record({
+    type: fc.constant('piece' as const),
+    index: u32,
+    begin: u32,
+    block: fc.uint8Array({ minLength: 1, maxLength: 2048 }),
+  }),
   fc.record({ type: fc.constant('port' as const), port: fc.integer({ min: 0, max: 65535 }) }),
-  fc.record({ type: fc.constant('extended' as const), id: fc.integer({ min: 0, max: 255 }), payload: bytesArb(300) }),
+  fc.record({
+    type: fc.constant('extended' as const),
+    id: fc.integer({ min: 0, max: 255 }),
+    payload: bytesArb(300),
+  }),
   fc
-    .tuple(root, fc.integer({ min: 0, max: 40 }), pow2, fc.integer({ min: 0, max: 1000 }), fc.integer({ min: 0, max: 20 }))
+    .tuple(
+      root,
+      fc.integer({ min: 0, max: 40 }),
+      pow2,
+      fc.integer({ min: 0, max: 1000 }),
+      fc.integer({ min: 0, max: 20 }),
+    )
     .chain(([piecesRoot, baseLayer, length, k, proofLayers]) =>
-      fc.constantFrom('hash-request' as const, 'hash-reject' as const).map(
-        (type): WireMessage => ({ type, piecesRoot, baseLayer, index: k * length, length, proofLayers }),
-      ),
+      fc
+        .constantFrom('hash-request' as const, 'hash-reject' as const)
+        .map(
+          (type): WireMessage => ({ type, piecesRoot, baseLayer, index: k * length, length, proofLayers }),
+        ),
     ),
-  fc.tuple(root, pow2, fc.integer({ min: 0, max: 12 }), fc.integer({ min: 0, max: 12 })).map(
-    ([piecesRoot, length, proofLayers, extra]): WireMessage => {
+  fc
+    .tuple(root, pow2, fc.integer({ min: 0, max: 12 }), fc.integer({ min: 0, max: 12 }))
+    .map(([piecesRoot, length, proofLayers, extra]): WireMessage => {
       const uncles = Math.min(extra, Math.max(0, proofLayers - (Math.log2(length) - 1)))
       return {
         type: 'hashes',
@@ -85,8 +105,7 @@ const messageArb: fc.Arbitrary<WireMessage> = fc.oneof(
         proofLayers,
         hashes: new Uint8Array((length + uncles) * 32).fill(length & 0xff),
       }
-    },
-  ),
+    }),
   fc.record({
     type: fc.constant('unknown' as const),
     id: fc.integer({ min: 24, max: 255 }),
@@ -159,25 +178,32 @@ function pump(stream: Uint8Array, cuts: readonly number[], pieceCount: number | 
 describe('fuzz: frame decoder + message decoder', () => {
   test('valid message streams decode to the same messages at any chunking', () => {
     fc.assert(
-      fc.property(fc.array(messageArb, { maxLength: 12 }), fc.array(fc.nat(), { maxLength: 8 }), (msgs, cuts) => {
-        const stream = Buffer.concat(msgs.map(encodeMessageBytes))
-        const decoder = new FrameDecoder({ limits: frameLimits() })
-        const got: WireMessage[] = []
-        const points = [...new Set(cuts.map((c) => c % (stream.length + 1)))].sort((a, b) => a - b)
-        let prev = 0
-        for (const p of [...points, stream.length]) {
-          assert.equal(decoder.push(stream.subarray(prev, p)), undefined)
-          prev = p
-          for (let s = decoder.next(); s.kind !== 'need-more'; s = decoder.next()) {
-            assert.equal(s.kind, 'frame')
-            if (s.kind !== 'frame') return
-            const m = decodeMessage(s.frame)
-            assert.ok(m.ok, m.ok ? '' : m.error.message)
-            got.push(m.value)
+      fc.property(
+        fc.array(messageArb, { maxLength: 12 }),
+        fc.array(fc.nat(), { maxLength: 8 }),
+        (msgs, cuts) => {
+          const stream = Buffer.concat(msgs.map(encodeMessageBytes))
+          const decoder = new FrameDecoder({ limits: frameLimits() })
+          const got: WireMessage[] = []
+          const points = [...new Set(cuts.map((c) => c % (stream.length + 1)))].sort((a, b) => a - b)
+          let prev = 0
+          for (const p of [...points, stream.length]) {
+            assert.equal(decoder.push(stream.subarray(prev, p)), undefined)
+            prev = p
+            for (let s = decoder.next(); s.kind !== 'need-more'; s = decoder.next()) {
+              assert.equal(s.kind, 'frame')
+              if (s.kind !== 'frame') return
+              const m = decodeMessage(s.frame)
+              assert.ok(m.ok, m.ok ? '' : m.error.message)
+              got.push(m.value)
+            }
           }
-        }
-        assert.deepEqual(got, msgs.map((m) => ({ ...m })))
-      }),
+          assert.deepEqual(
+            got,
+            msgs.map((m) => ({ ...m })),
+          )
+        },
+      ),
       { numRuns: RUNS },
     )
   })
@@ -200,7 +226,8 @@ describe('fuzz: frame decoder + message decoder', () => {
         fc.array(messageArb, { minLength: 1, maxLength: 8 }),
         fc.array(mutationArb, { minLength: 1, maxLength: 6 }),
         fc.array(fc.nat(), { maxLength: 6 }),
-        (msgs, mutations, cuts) => pump(mutate(Buffer.concat(msgs.map(encodeMessageBytes)), mutations), cuts, 1000),
+        (msgs, mutations, cuts) =>
+          pump(mutate(Buffer.concat(msgs.map(encodeMessageBytes)), mutations), cuts, 1000),
       ),
       { numRuns: RUNS },
     )
@@ -239,9 +266,29 @@ describe('fuzz: handshake and extension payloads', () => {
 
   // bencode-like noise hits the scanner's branches far more often than uniform bytes
   const bencodeNoise = fc
-    .array(fc.constantFrom('d', 'l', 'i', 'e', '0', '1', '2', '5', '9', ':', '-', 'x', 'm', '__proto__', '1:m', '4:reqq'), {
-      maxLength: 60,
-    })
+    .array(
+      fc.constantFrom(
+        'd',
+        'l',
+        'i',
+        'e',
+        '0',
+        '1',
+        '2',
+        '5',
+        '9',
+        ':',
+        '-',
+        'x',
+        'm',
+        '__proto__',
+        '1:m',
+        '4:reqq',
+      ),
+      {
+        maxLength: 60,
+      },
+    )
     .map((parts) => new TextEncoder().encode(parts.join('')))
 
   test('bencode scanner and decoders on bencode-like noise', () => {
@@ -286,11 +333,19 @@ describe('fuzz: handshake and extension payloads', () => {
       .map(([piece, size]) => {
         const p = Math.min(piece, Math.ceil(size / 16384) - 1)
         const len = Math.min(16384, size - p * 16384)
-        return encodeUtMetadata({ type: 'data', piece: p, totalSize: size, data: new Uint8Array(len).fill(0x65) })
+        return encodeUtMetadata({
+          type: 'data',
+          piece: p,
+          totalSize: size,
+          data: new Uint8Array(len).fill(0x65),
+        })
       })
     const ip = fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255)).map((a) => a.join('.'))
     const pex = fc
-      .array(fc.record({ host: ip, port: fc.integer({ min: 1, max: 65535 }), flags: fc.nat(31) }), { minLength: 1, maxLength: 20 })
+      .array(fc.record({ host: ip, port: fc.integer({ min: 1, max: 65535 }), flags: fc.nat(31) }), {
+        minLength: 1,
+        maxLength: 20,
+      })
       .map((added) => encodePex({ added, added6: [], dropped: [], dropped6: [] }))
     fc.assert(
       fc.property(

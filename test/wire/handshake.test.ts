@@ -72,7 +72,10 @@ describe('handshake', () => {
   })
 
   test('encoding wrong-sized fields throws RangeError', () => {
-    assert.throws(() => encodeHandshake({ reserved: new Uint8Array(8), infoHash: new Uint8Array(32), peerId }), RangeError)
+    assert.throws(
+      () => encodeHandshake({ reserved: new Uint8Array(8), infoHash: new Uint8Array(32), peerId }),
+      RangeError,
+    )
   })
 })
 

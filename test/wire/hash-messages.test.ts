@@ -14,7 +14,14 @@ import {
 } from '../../gateway/protocol/wire/hash-messages.ts'
 
 const piecesRoot = new Uint8Array(32).fill(7)
-const req = (over: Partial<HashRequest>): HashRequest => ({ piecesRoot, baseLayer: 0, index: 0, length: 2, proofLayers: 0, ...over })
+const req = (over: Partial<HashRequest>): HashRequest => ({
+  piecesRoot,
+  baseLayer: 0,
+  index: 0,
+  length: 2,
+  proofLayers: 0,
+  ...over,
+})
 
 describe('BEP52 hash messages', () => {
   test('validity: length a power of two in 2..512, index a multiple of length', () => {

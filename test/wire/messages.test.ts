@@ -89,16 +89,36 @@ describe('exact byte layouts (hand-computed from the BEPs)', () => {
     ['BEP3 not interested', { type: 'not-interested' }, '00000001 03'],
     ['BEP3 have', { type: 'have', index: 0x0102 }, '00000005 04 00000102'],
     ['BEP3 bitfield', { type: 'bitfield', bitfield: Uint8Array.of(0xa0) }, '00000002 05 a0'],
-    ['BEP3 request', { type: 'request', index: 1, begin: 0x4000, length: 0x4000 }, '0000000d 06 00000001 00004000 00004000'],
-    ['BEP3 piece', { type: 'piece', index: 1, begin: 0, block: hex('616263') }, '0000000c 07 00000001 00000000 616263'],
-    ['BEP3 cancel', { type: 'cancel', index: 2, begin: 3, length: 4 }, '0000000d 08 00000002 00000003 00000004'],
+    [
+      'BEP3 request',
+      { type: 'request', index: 1, begin: 0x4000, length: 0x4000 },
+      '0000000d 06 00000001 00004000 00004000',
+    ],
+    [
+      'BEP3 piece',
+      { type: 'piece', index: 1, begin: 0, block: hex('616263') },
+      '0000000c 07 00000001 00000000 616263',
+    ],
+    [
+      'BEP3 cancel',
+      { type: 'cancel', index: 2, begin: 3, length: 4 },
+      '0000000d 08 00000002 00000003 00000004',
+    ],
     ['BEP5 port (0x09, two bytes)', { type: 'port', port: 6881 }, '00000003 09 1ae1'],
     ['BEP6 suggest <len=0x0005><op=0x0D>', { type: 'suggest', index: 5 }, '00000005 0d 00000005'],
     ['BEP6 have all <len=0x0001><op=0x0E>', { type: 'have-all' }, '00000001 0e'],
     ['BEP6 have none <len=0x0001><op=0x0F>', { type: 'have-none' }, '00000001 0f'],
-    ['BEP6 reject <len=0x000D><op=0x10>', { type: 'reject', index: 1, begin: 2, length: 3 }, '0000000d 10 00000001 00000002 00000003'],
+    [
+      'BEP6 reject <len=0x000D><op=0x10>',
+      { type: 'reject', index: 1, begin: 2, length: 3 },
+      '0000000d 10 00000001 00000002 00000003',
+    ],
     ['BEP6 allowed fast <len=0x0005><op=0x11>', { type: 'allowed-fast', index: 6 }, '00000005 11 00000006'],
-    ['BEP10 extended (id 20, ext id byte)', { type: 'extended', id: 2, payload: hex('6465') }, '00000004 14 02 6465'],
+    [
+      'BEP10 extended (id 20, ext id byte)',
+      { type: 'extended', id: 2, payload: hex('6465') },
+      '00000004 14 02 6465',
+    ],
   ]
   for (const [name, msg, expected] of cases) {
     test(name, () => {
@@ -107,13 +127,31 @@ describe('exact byte layouts (hand-computed from the BEPs)', () => {
   }
 
   test('BEP52 hash request: 21, pieces root, base layer, index, length, proof layers', () => {
-    const bytes = encodeMessageBytes({ type: 'hash-request', piecesRoot: root, baseLayer: 1, index: 8, length: 8, proofLayers: 5 })
-    assert.equal(toHex(bytes), `00000031 15 ${toHex(root)} 00000001 00000008 00000008 00000005`.replace(/\s+/g, ''))
+    const bytes = encodeMessageBytes({
+      type: 'hash-request',
+      piecesRoot: root,
+      baseLayer: 1,
+      index: 8,
+      length: 8,
+      proofLayers: 5,
+    })
+    assert.equal(
+      toHex(bytes),
+      `00000031 15 ${toHex(root)} 00000001 00000008 00000008 00000005`.replace(/\s+/g, ''),
+    )
   })
 
   test('BEP52 hashes: the request fields, then the hashes', () => {
     const hashes = new Uint8Array(64).fill(0xab)
-    const bytes = encodeMessageBytes({ type: 'hashes', piecesRoot: root, baseLayer: 0, index: 2, length: 2, proofLayers: 0, hashes })
+    const bytes = encodeMessageBytes({
+      type: 'hashes',
+      piecesRoot: root,
+      baseLayer: 0,
+      index: 2,
+      length: 2,
+      proofLayers: 0,
+      hashes,
+    })
     assert.equal(bytes.length, 4 + 1 + 48 + 64)
     assert.equal(toHex(bytes.subarray(0, 5)), `${(1 + 48 + 64).toString(16).padStart(8, '0')}16`)
     assert.equal(toHex(bytes.subarray(5, 37)), toHex(root))
@@ -123,10 +161,20 @@ describe('exact byte layouts (hand-computed from the BEPs)', () => {
 
   test('message ids are the ones in the BEPs', () => {
     assert.deepEqual(
-      [MESSAGE_ID.port, MESSAGE_ID.suggest, MESSAGE_ID.haveAll, MESSAGE_ID.haveNone, MESSAGE_ID.reject, MESSAGE_ID.allowedFast],
+      [
+        MESSAGE_ID.port,
+        MESSAGE_ID.suggest,
+        MESSAGE_ID.haveAll,
+        MESSAGE_ID.haveNone,
+        MESSAGE_ID.reject,
+        MESSAGE_ID.allowedFast,
+      ],
       [9, 13, 14, 15, 16, 17],
     )
-    assert.deepEqual([MESSAGE_ID.extended, MESSAGE_ID.hashRequest, MESSAGE_ID.hashes, MESSAGE_ID.hashReject], [20, 21, 22, 23])
+    assert.deepEqual(
+      [MESSAGE_ID.extended, MESSAGE_ID.hashRequest, MESSAGE_ID.hashes, MESSAGE_ID.hashReject],
+      [20, 21, 22, 23],
+    )
   })
 })
 
@@ -149,14 +197,46 @@ describe('malformed frames give typed errors', () => {
     ['allowed-fast of 1 byte', '11', 'GW_ERR_WIRE_BAD_LENGTH'],
     ['extended without an extended id', '14', 'GW_ERR_WIRE_BAD_LENGTH'],
     ['hash request of 48 bytes', `15 ${'00'.repeat(47)}`, 'GW_ERR_WIRE_BAD_LENGTH'],
-    ['hash request with length 3', `15 ${'00'.repeat(32)} 00000000 00000000 00000003 00000000`, 'GW_ERR_WIRE_BAD_FIELD'],
-    ['hash request with length 1', `15 ${'00'.repeat(32)} 00000000 00000000 00000001 00000000`, 'GW_ERR_WIRE_BAD_FIELD'],
-    ['hash request with length 1024', `15 ${'00'.repeat(32)} 00000000 00000000 00000400 00000000`, 'GW_ERR_WIRE_BAD_FIELD'],
-    ['hash request index not a multiple of length', `15 ${'00'.repeat(32)} 00000000 00000002 00000004 00000000`, 'GW_ERR_WIRE_BAD_FIELD'],
-    ['hash reject with a huge base layer', `17 ${'00'.repeat(32)} 00000040 00000000 00000002 00000000`, 'GW_ERR_WIRE_BAD_FIELD'],
-    ['hashes with a partial hash', `16 ${'00'.repeat(32)} 00000000 00000000 00000002 00000000 ${'11'.repeat(65)}`, 'GW_ERR_WIRE_BAD_LENGTH'],
-    ['hashes with fewer hashes than requested', `16 ${'00'.repeat(32)} 00000000 00000000 00000004 00000000 ${'11'.repeat(96)}`, 'GW_ERR_WIRE_BAD_LENGTH'],
-    ['hashes with too many uncles', `16 ${'00'.repeat(32)} 00000000 00000000 00000002 00000001 ${'11'.repeat(128)}`, 'GW_ERR_WIRE_BAD_LENGTH'],
+    [
+      'hash request with length 3',
+      `15 ${'00'.repeat(32)} 00000000 00000000 00000003 00000000`,
+      'GW_ERR_WIRE_BAD_FIELD',
+    ],
+    [
+      'hash request with length 1',
+      `15 ${'00'.repeat(32)} 00000000 00000000 00000001 00000000`,
+      'GW_ERR_WIRE_BAD_FIELD',
+    ],
+    [
+      'hash request with length 1024',
+      `15 ${'00'.repeat(32)} 00000000 00000000 00000400 00000000`,
+      'GW_ERR_WIRE_BAD_FIELD',
+    ],
+    [
+      'hash request index not a multiple of length',
+      `15 ${'00'.repeat(32)} 00000000 00000002 00000004 00000000`,
+      'GW_ERR_WIRE_BAD_FIELD',
+    ],
+    [
+      'hash reject with a huge base layer',
+      `17 ${'00'.repeat(32)} 00000040 00000000 00000002 00000000`,
+      'GW_ERR_WIRE_BAD_FIELD',
+    ],
+    [
+      'hashes with a partial hash',
+      `16 ${'00'.repeat(32)} 00000000 00000000 00000002 00000000 ${'11'.repeat(65)}`,
+      'GW_ERR_WIRE_BAD_LENGTH',
+    ],
+    [
+      'hashes with fewer hashes than requested',
+      `16 ${'00'.repeat(32)} 00000000 00000000 00000004 00000000 ${'11'.repeat(96)}`,
+      'GW_ERR_WIRE_BAD_LENGTH',
+    ],
+    [
+      'hashes with too many uncles',
+      `16 ${'00'.repeat(32)} 00000000 00000000 00000002 00000001 ${'11'.repeat(128)}`,
+      'GW_ERR_WIRE_BAD_LENGTH',
+    ],
   ]
   for (const [name, frameHex, code] of bad) {
     test(name, () => {
@@ -183,7 +263,10 @@ describe('malformed frames give typed errors', () => {
   })
 
   test('bitfield length must match the piece count when known', () => {
-    assert.equal(decodeMessage(frameOf({ type: 'bitfield', bitfield: new Uint8Array(2) }), { pieceCount: 16 }).ok, true)
+    assert.equal(
+      decodeMessage(frameOf({ type: 'bitfield', bitfield: new Uint8Array(2) }), { pieceCount: 16 }).ok,
+      true,
+    )
     const r = decodeMessage(frameOf({ type: 'bitfield', bitfield: new Uint8Array(3) }), { pieceCount: 16 })
     assert.ok(!r.ok && r.error.code === 'GW_ERR_WIRE_BAD_LENGTH')
   })
@@ -193,7 +276,15 @@ describe('malformed frames give typed errors', () => {
     assert.throws(() => encodeMessage({ type: 'port', port: 70000 }), RangeError)
     assert.throws(() => encodeMessage({ type: 'extended', id: 256, payload: new Uint8Array(0) }), RangeError)
     assert.throws(
-      () => encodeMessage({ type: 'hash-request', piecesRoot: root, baseLayer: 0, index: 1, length: 2, proofLayers: 0 }),
+      () =>
+        encodeMessage({
+          type: 'hash-request',
+          piecesRoot: root,
+          baseLayer: 0,
+          index: 1,
+          length: 2,
+          proofLayers: 0,
+        }),
       RangeError,
     )
   })

@@ -50,7 +50,10 @@ describe('ut_metadata messages', () => {
       ok: true,
       value: { type: 'reject', piece: 3 },
     })
-    assert.deepEqual(decodeUtMetadata(bytes('d8:msg_typei7e5:piecei0ee')), { ok: true, value: { type: 'unknown', msgType: 7 } })
+    assert.deepEqual(decodeUtMetadata(bytes('d8:msg_typei7e5:piecei0ee')), {
+      ok: true,
+      value: { type: 'unknown', msgType: 7 },
+    })
   })
 
   test('invalid remote fields are typed errors', () => {
@@ -87,7 +90,9 @@ describe('MetadataAssembler', () => {
   const piece = (i: number) => ({
     piece: i,
     totalSize: info.length,
-    data: new Uint8Array(info.subarray(i * METADATA_PIECE_SIZE, Math.min(info.length, (i + 1) * METADATA_PIECE_SIZE))),
+    data: new Uint8Array(
+      info.subarray(i * METADATA_PIECE_SIZE, Math.min(info.length, (i + 1) * METADATA_PIECE_SIZE)),
+    ),
   })
 
   for (const [name, expected] of [

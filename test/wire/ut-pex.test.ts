@@ -4,7 +4,13 @@
  */
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import { decodePex, encodePex, PEX_FLAGS, type PexMessage, PexRateLimiter } from '../../gateway/protocol/wire/ut-pex.ts'
+import {
+  decodePex,
+  encodePex,
+  PEX_FLAGS,
+  type PexMessage,
+  PexRateLimiter,
+} from '../../gateway/protocol/wire/ut-pex.ts'
 
 const latin1 = (b: Uint8Array): string => Buffer.from(b).toString('latin1')
 const bytes = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s, 'latin1'))
@@ -12,7 +18,10 @@ const empty: PexMessage = { added: [], added6: [], dropped: [], dropped6: [] }
 
 describe('ut_pex codec', () => {
   test('hand-computed compact bytes for one IPv4 contact with flags', () => {
-    const enc = encodePex({ ...empty, added: [{ host: '10.0.0.1', port: 6881, flags: PEX_FLAGS.seed | PEX_FLAGS.reachable }] })
+    const enc = encodePex({
+      ...empty,
+      added: [{ host: '10.0.0.1', port: 6881, flags: PEX_FLAGS.seed | PEX_FLAGS.reachable }],
+    })
     // 10.0.0.1:6881 = 0a 00 00 01 1a e1; flags 0x12
     assert.equal(
       latin1(enc),
@@ -35,7 +44,10 @@ describe('ut_pex codec', () => {
     }
     const r = decodePex(encodePex(msg))
     assert.ok(r.ok, r.ok ? '' : r.error.message)
-    assert.deepEqual(r.value, { ...msg, added6: [msg.added6[0], { host: '::ffff:102:304', port: 80, flags: 0 }] })
+    assert.deepEqual(r.value, {
+      ...msg,
+      added6: [msg.added6[0], { host: '::ffff:102:304', port: 80, flags: 0 }],
+    })
   })
 
   test('decoding drops port-0 contacts, duplicates and contacts both added and dropped', () => {
@@ -68,16 +80,22 @@ describe('ut_pex codec', () => {
   })
 
   test('list caps: BEP11 50 per message when encoding, configurable when decoding', () => {
-    const peers = (n: number) => Array.from({ length: n }, (_, i) => ({ host: `10.0.${i >> 8}.${i & 0xff}`, port: 1000 + i, flags: 0 }))
+    const peers = (n: number) =>
+      Array.from({ length: n }, (_, i) => ({ host: `10.0.${i >> 8}.${i & 0xff}`, port: 1000 + i, flags: 0 }))
     assert.throws(() => encodePex({ ...empty, added: peers(51) }), RangeError)
-    assert.throws(() => encodePex({ ...empty, added: peers(30), added6: [] , dropped: peers(51) }), RangeError)
+    assert.throws(() => encodePex({ ...empty, added: peers(30), added6: [], dropped: peers(51) }), RangeError)
     assert.throws(() => encodePex(empty), RangeError)
     const initial = encodePex({ ...empty, added: peers(120) }, { initial: true })
     assert.equal(decodePex(initial).ok, true)
     const capped = decodePex(initial, { maxEntries: 50 })
     assert.ok(!capped.ok && capped.error.code === 'GW_ERR_WIRE_LIMIT_EXCEEDED')
     assert.throws(
-      () => encodePex({ ...empty, added: [{ host: '1.1.1.1', port: 1, flags: 0 }], dropped: [{ host: '1.1.1.1', port: 1, flags: 0 }] }),
+      () =>
+        encodePex({
+          ...empty,
+          added: [{ host: '1.1.1.1', port: 1, flags: 0 }],
+          dropped: [{ host: '1.1.1.1', port: 1, flags: 0 }],
+        }),
       RangeError,
     )
   })

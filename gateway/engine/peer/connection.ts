@@ -160,6 +160,10 @@ export class PeerConnection {
       else this.#signal.addEventListener('abort', this.#abort, { once: true })
     }
     if (init.leftover && init.leftover.length > 0 && !this.closed) this.#handleData(init.leftover)
+    // the socket may have ended between the handshake and now: its events are gone already
+    if (!this.closed && (this.#socket.destroyed || this.#socket.readableEnded)) {
+      this.close(new PeerConnectionError('GW_ERR_PEER_REMOTE_CLOSED', 'the connection was already closed'))
+    }
     if (!this.closed) this.#socket.resume()
   }
 
@@ -225,7 +229,7 @@ export class PeerConnection {
     const socket = this.#socket
     if (chunks.length > 1) socket.cork()
     chunks.forEach((chunk, i) => {
-      if (i === last) socket.write(chunk, this.#handleFlushed)
+      if (i === last) socket.write(chunk, this.#handleDrain)
       else socket.write(chunk)
     })
     if (chunks.length > 1) socket.uncork()
@@ -342,16 +346,13 @@ export class PeerConnection {
     this.close(new PeerConnectionError('GW_ERR_PEER_REMOTE_CLOSED', 'the peer closed the connection'))
   }
 
+  /** On 'drain' and on every flushed write: progress was made; wake `onDrain` waiters if below the mark. */
   readonly #handleDrain = (): void => {
     this.#stallSince = this.#now()
-    if (this.needsDrain) return
+    if (this.needsDrain || this.#drainWaiters.size === 0) return
     const waiters = [...this.#drainWaiters]
     this.#drainWaiters.clear()
     for (const w of waiters) w.resolve()
-  }
-
-  readonly #handleFlushed = (): void => {
-    this.#stallSince = this.#now()
   }
 
   readonly #abort = (): void => {

@@ -62,6 +62,12 @@ export interface IncomingHandshakeOptions extends CommonOptions {
    * the peer set the upgrade bit and so did we.
    */
   readonly upgrade?: ReadonlyMap<string, Uint8Array>
+  /**
+   * Our reserved bytes for the swarm the peer asked for (hex of the 20-byte hash it sent), used
+   * instead of `reserved` when set: e.g. the BEP52 upgrade bit only for torrents with a v2 half
+   * (libtorrent drops v1-only connections that carry it).
+   */
+  readonly reservedFor?: (infoHashHex: string) => Uint8Array
   readonly infoHash?: undefined
 }
 
@@ -109,7 +115,8 @@ export function performHandshake(socket: Duplex, options: HandshakeOptions): Pro
   if (options.reserved.length !== 8) throw new RangeError('reserved must be 8 bytes')
   if (!incoming && options.infoHash?.length !== INFO_HASH_LENGTH)
     throw new RangeError('infoHash must be 20 bytes')
-  const localFlags = readReserved(options.reserved)
+  let reserved = options.reserved
+  let localFlags = readReserved(reserved)
   const timeoutMs = options.timeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS
 
   return new Promise<HandshakeResult>((resolve) => {
@@ -150,7 +157,7 @@ export function performHandshake(socket: Duplex, options: HandshakeOptions): Pro
     }
 
     const sendOurs = (infoHash: Uint8Array): void => {
-      socket.write(encodeHandshake({ reserved: options.reserved, infoHash, peerId: options.peerId }))
+      socket.write(encodeHandshake({ reserved, infoHash, peerId: options.peerId }))
     }
 
     const onData = (chunk: Uint8Array): undefined => {
@@ -165,6 +172,12 @@ export function performHandshake(socket: Duplex, options: HandshakeOptions): Pro
         if (options.expectInfoHashes !== undefined) {
           if (!options.expectInfoHashes.has(hex)) {
             return failWith('GW_ERR_PEER_UNKNOWN_INFO_HASH', `no swarm for info hash ${hex}`)
+          }
+          if (options.reservedFor) {
+            reserved = options.reservedFor(hex)
+            if (reserved.length !== 8)
+              return failWith('GW_ERR_PEER_PROTOCOL', 'reservedFor must return 8 bytes')
+            localFlags = readReserved(reserved)
           }
           const up = options.upgrade?.get(hex)
           if (up && localFlags.v2Upgrade && readReserved(header.reserved).v2Upgrade) {

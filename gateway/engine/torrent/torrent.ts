@@ -770,8 +770,14 @@ export class Torrent {
     if (this.#verifying.has(piece)) return
     this.#verifying.add(piece)
     try {
-      const hashes = await storage.hashPiece(piece, verifier.want(piece), { signal: this.signal })
+      const want = verifier.want(piece)
+      let hashes = await storage.hashPiece(piece, want, { signal: this.signal })
       if (!this.running) return
+      if (verifier.want(piece).v2 && !want.v2) {
+        // The piece layer arrived while we hashed (magnet start of a v2 torrent): hash again with leaves.
+        hashes = await storage.hashPiece(piece, verifier.want(piece), { signal: this.signal })
+        if (!this.running) return
+      }
       const outcome = verifier.verify(piece, hashes)
       if (outcome === 'unknown') {
         this.#awaitingLayer.add(piece)

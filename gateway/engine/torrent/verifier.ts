@@ -97,7 +97,9 @@ export class PieceVerifier {
       if (!hashes.sha1 || !equalBytes(hashes.sha1, expected)) return 'failed'
       checked = true
     }
-    if (this.hasV2 && this.#canCheckV2(piece)) {
+    // Leaves may be absent when they were not asked for (a hybrid recheck checks v1 only, or the
+    // piece layer arrived while the piece was being hashed): then the v2 half is not checked.
+    if (this.hasV2 && hashes.v2Leaves !== undefined && this.#canCheckV2(piece)) {
       const r = this.#verifyV2(piece, hashes.v2Leaves)
       if (r === 'failed') return 'failed'
       if (r === 'ok') checked = true

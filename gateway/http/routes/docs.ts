@@ -4,7 +4,13 @@
  * first request, after every route is registered, and cached.
  */
 import type { FastifyPluginAsync } from 'fastify'
-import { buildOpenApiDocument, type CollectedRoute, type OpenApiDocument, type OpenApiInfo, renderDocsPage } from '../openapi.ts'
+import {
+  buildOpenApiDocument,
+  type CollectedRoute,
+  type OpenApiDocument,
+  type OpenApiInfo,
+  renderDocsPage,
+} from '../openapi.ts'
 import { errorResponses } from '../schemas.ts'
 
 export interface DocsRoutesOptions {

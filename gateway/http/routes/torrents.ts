@@ -77,14 +77,19 @@ const addOpenApi: RouteOpenApiConfig = {
   },
 }
 
-async function readMultipart(request: FastifyRequest): Promise<{ torrent: Uint8Array; trackers: string[]; peers: string[] }> {
+async function readMultipart(
+  request: FastifyRequest,
+): Promise<{ torrent: Uint8Array; trackers: string[]; peers: string[] }> {
   let torrent: Uint8Array | undefined
   const lists: Record<(typeof MULTIPART_FIELDS)[number], string[]> = { trackers: [], peers: [] }
   for await (const part of request.parts()) {
     if (part.type === 'file') {
       if (part.fieldname !== 'torrent') {
         part.file.resume()
-        throw new GatewayError('GW_ERR_BAD_REQUEST', `Unexpected file field '${part.fieldname}' (use 'torrent').`)
+        throw new GatewayError(
+          'GW_ERR_BAD_REQUEST',
+          `Unexpected file field '${part.fieldname}' (use 'torrent').`,
+        )
       }
       torrent = new Uint8Array(await part.toBuffer())
     } else if ((MULTIPART_FIELDS as readonly string[]).includes(part.fieldname)) {
@@ -93,12 +98,15 @@ async function readMultipart(request: FastifyRequest): Promise<{ torrent: Uint8A
       throw new GatewayError('GW_ERR_BAD_REQUEST', `Unexpected form field '${part.fieldname}'.`)
     }
   }
-  if (torrent === undefined) throw new GatewayError('GW_ERR_BAD_TORRENT', "Multipart body has no 'torrent' file.")
+  if (torrent === undefined)
+    throw new GatewayError('GW_ERR_BAD_TORRENT', "Multipart body has no 'torrent' file.")
   return { torrent, trackers: lists.trackers, peers: lists.peers }
 }
 
 /** Turns any accepted request shape into the service input. */
-async function addInput(request: FastifyRequest<{ Body: unknown; Querystring: AddQuery }>): Promise<AddTorrentInput> {
+async function addInput(
+  request: FastifyRequest<{ Body: unknown; Querystring: AddQuery }>,
+): Promise<AddTorrentInput> {
   const trackers = splitList(request.query.trackers)
   const peers = splitList(request.query.peers)
   let base: { torrent?: Uint8Array; magnet?: string; infoHash?: string }
@@ -143,7 +151,14 @@ export const torrentRoutes: FastifyPluginAsync<TorrentRoutesOptions> = async (ap
   const { service } = opts
 
   await app.register(multipart, {
-    limits: { fileSize: opts.bodyLimitBytes, files: 1, fields: 8, fieldSize: 64 * 1024, parts: 10, fieldNameSize: 100 },
+    limits: {
+      fileSize: opts.bodyLimitBytes,
+      files: 1,
+      fields: 8,
+      fieldSize: 64 * 1024,
+      parts: 10,
+      fieldNameSize: 100,
+    },
   })
   app.addContentTypeParser([...RAW_TORRENT_TYPES], { parseAs: 'buffer' }, (_req, body, done) => {
     done(null, body)
@@ -201,11 +216,16 @@ export const torrentRoutes: FastifyPluginAsync<TorrentRoutesOptions> = async (ap
         tags: ['torrents'],
         params: idParams,
         querystring: deleteQuery,
-        response: { 204: { type: 'null', description: 'Removed' }, ...errorResponses(400, 401, 404, 500, 503) },
+        response: {
+          204: { type: 'null', description: 'Removed' },
+          ...errorResponses(400, 401, 404, 500, 503),
+        },
       },
     },
     async (request, reply) => {
-      await service.deleteTorrent(normalizeId(request.params.id), { removeData: request.query.removeData === true })
+      await service.deleteTorrent(normalizeId(request.params.id), {
+        removeData: request.query.removeData === true,
+      })
       return reply.code(204).send()
     },
   )

@@ -23,8 +23,6 @@ export type WireErrorCode =
   | 'GW_ERR_WIRE_BAD_FIELD'
   /** A remote-controlled list or size is above our cap. */
   | 'GW_ERR_WIRE_LIMIT_EXCEEDED'
-  /** The decoder was used after it had already failed. */
-  | 'GW_ERR_WIRE_DECODER_FAILED'
   /** BEP9: the assembled metadata does not hash to the expected info hash. */
   | 'GW_ERR_WIRE_METADATA_HASH_MISMATCH'
 

@@ -10,7 +10,7 @@
  * refused before it is buffered. Violations are returned as `WireProtocolError` results; after one
  * the decoder stays failed.
  */
-import { type WireProtocolError as WireError, WireProtocolError } from './errors.ts'
+import { type WireErrorCode, WireProtocolError } from './errors.ts'
 import { HASH_REQUEST_PAYLOAD_SIZE, HASH_SIZE, MAX_HASHES_PER_MESSAGE } from './hash-messages.ts'
 import { FIXED_FRAME_LENGTH, MAX_BLOCK_LENGTH, MESSAGE_ID } from './messages.ts'
 
@@ -80,7 +80,7 @@ export function frameLimits(init: FrameLimitsInit = {}): FrameLimits {
 export type FrameStep =
   | { readonly kind: 'frame'; readonly frame: Uint8Array }
   | { readonly kind: 'need-more' }
-  | { readonly kind: 'error'; readonly error: WireError }
+  | { readonly kind: 'error'; readonly error: WireProtocolError }
 
 export interface FrameDecoderInit {
   readonly limits: FrameLimits
@@ -111,7 +111,7 @@ export class FrameDecoder {
   /** Length of the frame being assembled, or -1 while waiting for a prefix. */
   #frameLength = -1
   #idChecked = false
-  #error: WireError | undefined
+  #error: WireProtocolError | undefined
   readonly #prefix = new Uint8Array(4)
   readonly #prefixView = new DataView(this.#prefix.buffer)
 
@@ -128,7 +128,7 @@ export class FrameDecoder {
   }
 
   /** The error the decoder failed with, if any. */
-  get error(): WireError | undefined {
+  get error(): WireProtocolError | undefined {
     return this.#error
   }
 
@@ -138,7 +138,7 @@ export class FrameDecoder {
   }
 
   /** Adds received bytes. Returns an error (and fails the decoder) when the buffer cap is exceeded. */
-  push(chunk: Uint8Array): WireError | undefined {
+  push(chunk: Uint8Array): WireProtocolError | undefined {
     if (this.#error) return this.#error
     if (chunk.length === 0) return undefined
     if (this.#buffered + chunk.length > this.#maxBuffered) {
@@ -236,7 +236,7 @@ export class FrameDecoder {
     }
   }
 
-  #fail(code: WireError['code'], message: string): WireError {
+  #fail(code: WireErrorCode, message: string): WireProtocolError {
     this.#error = new WireProtocolError(code, message)
     this.#chunks = []
     this.#head = 0
@@ -246,7 +246,7 @@ export class FrameDecoder {
     return this.#error
   }
 
-  #failStep(code: WireError['code'], message: string): FrameStep {
+  #failStep(code: WireErrorCode, message: string): FrameStep {
     return { kind: 'error', error: this.#fail(code, message) }
   }
 }
