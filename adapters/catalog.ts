@@ -13,7 +13,7 @@
  * synchronous (SQLite in-process); the catalog is not shared between processes.
  */
 
-import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite'
+import { DatabaseSync, type SQLInputValue, type SQLOutputValue, type StatementSync } from 'node:sqlite'
 import { toHex } from '../gateway/protocol/hex.ts'
 import type { FileEntry, TorrentInfo } from '../gateway/protocol/types.ts'
 
@@ -159,7 +159,7 @@ CREATE TABLE IF NOT EXISTS resume (
 );
 `
 
-type Row = Record<string, SQLInputValue>
+type Row = Record<string, SQLOutputValue>
 
 /** The persistent index. Open with `Catalog.open(path)` (`':memory:'` for a throw-away catalog). */
 export class Catalog {
@@ -405,13 +405,17 @@ export class Catalog {
     })
   }
 
-  /** Dedup: the Codex CID of a file with this BEP52 `pieces root` (hex), if any torrent archived one. */
-  findCidByPiecesRoot(rootHex: string): string | undefined {
+  /**
+   * Dedup: the Codex CID of a file with this BEP52 `pieces root` (hex), if any torrent archived
+   * one; with `length`, only a file of that length matches.
+   */
+  findCidByPiecesRoot(rootHex: string, length?: number): string | undefined {
     this.#check()
     const key = rootHex.toLowerCase()
     if (!HEX64.test(key)) throw new CatalogError('GW_ERR_CATALOG_INVALID', 'a pieces root is 64 hex characters')
-    const row = this.#stmt('SELECT cid FROM roots WHERE pieces_root = ?').get(key)
-    return row === undefined ? undefined : (row.cid as string)
+    const row = this.#stmt('SELECT cid, length FROM roots WHERE pieces_root = ?').get(key)
+    if (row === undefined || (length !== undefined && Number(row.length) !== length)) return undefined
+    return row.cid as string
   }
 
   /** The first torrent file stored under this Codex CID (ingested or imported), if any. */
@@ -536,7 +540,7 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.byteLength), Buffer.from(b)) === 0
 }
 
-function optString(value: SQLInputValue | undefined): string | undefined {
+function optString(value: SQLOutputValue | undefined): string | undefined {
   return typeof value === 'string' ? value : undefined
 }
 

@@ -8,6 +8,7 @@
  * `ConfigError`, so an operator fixes everything in one round. `CONFIG_TABLE` is the single
  * description of every setting (README docs and the deploy tests read it).
  *
+ * A relative file path or `dataDir` is resolved against `cwd` (default: the process's).
  * An empty environment variable counts as unset, except for list settings, where the empty
  * string means "an empty list" (e.g. `CODEX_BT_DHT_BOOTSTRAP=` disables the public routers).
  */
@@ -474,10 +475,12 @@ function defaultRaw(key: ConfigKey): Raw | undefined {
 }
 
 function readFileObject(
-  file: string | Readonly<Record<string, unknown>>,
+  fileRef: string | Readonly<Record<string, unknown>>,
+  cwd: string,
   issues: ConfigIssue[],
 ): Readonly<Record<string, unknown>> {
-  if (typeof file !== 'string') return file
+  if (typeof fileRef !== 'string') return fileRef
+  const file = resolve(cwd, fileRef)
   let text: string
   try {
     text = readFileSync(file, 'utf8')
@@ -523,7 +526,8 @@ export function loadConfig(init: LoadConfigInit): GatewayConfig {
   const { env } = init
   const issues: ConfigIssue[] = []
   const fileRef = init.file ?? (env[CONFIG_FILE_ENV] ? env[CONFIG_FILE_ENV] : undefined)
-  const fileObj = fileRef === undefined ? {} : readFileObject(fileRef, issues)
+  const cwd = init.cwd ?? process.cwd()
+  const fileObj = fileRef === undefined ? {} : readFileObject(fileRef, cwd, issues)
 
   const known = new Set<string>(CONFIG_TABLE.map((r) => r.key))
   for (const k of Object.keys(fileObj)) {
@@ -583,7 +587,7 @@ export function loadConfig(init: LoadConfigInit): GatewayConfig {
   }
 
   if (issues.length > 0) throw new ConfigError(issues)
-  out.dataDir = resolve(init.cwd ?? process.cwd(), out.dataDir as string)
+  out.dataDir = resolve(cwd, out.dataDir as string)
   return Object.freeze(out as unknown as GatewayConfig)
 }
 

@@ -110,8 +110,10 @@ export function buildServer(deps: BuildServerDeps): FastifyInstance {
 
   app.setErrorHandler((err, request, reply) => {
     const mapped = toErrorReply(err)
-    if (mapped.serverFault && mapped.body.error.code === 'GW_ERR_INTERNAL') {
+    if (mapped.body.error.code === 'GW_ERR_INTERNAL') {
       request.log.error({ err }, 'request failed')
+    } else if (mapped.serverFault) {
+      request.log.warn({ code: mapped.body.error.code, err }, 'request failed: dependency unavailable')
     } else {
       request.log.info({ code: mapped.body.error.code, msg: mapped.body.error.message }, 'request rejected')
     }

@@ -107,11 +107,12 @@ function nonNegative(value: number): number {
 
 /** A short, printable label value; `fallback` when nothing is left. */
 export function sanitizeLabel(value: string, fallback = 'unknown', maxLength = 64): string {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: stripping control characters is the point
-  const cleaned = value
-    .replace(/[\u0000-\u001f\u007f]/g, '')
-    .trim()
-    .slice(0, maxLength)
+  let printable = ''
+  for (const ch of value) {
+    const code = ch.codePointAt(0)!
+    if (code >= 0x20 && code !== 0x7f) printable += ch
+  }
+  const cleaned = printable.trim().slice(0, maxLength)
   return cleaned === '' ? fallback : cleaned
 }
 

@@ -32,6 +32,8 @@ export interface ParseOptions {
   readonly maxFiles?: number
   /** Largest accepted number of pieces (libtorrent's default load limit). @default 2,097,152 */
   readonly maxPieces?: number
+  /** Largest number of bencode values (bounds decoder memory; ~8 per file). @default 1,000,000 */
+  readonly maxTokens?: number
 }
 
 export const DEFAULT_MAX_TORRENT_BYTES = 32 * 1024 * 1024
@@ -470,13 +472,17 @@ function digest(alg: 'sha1' | 'sha256', data: Uint8Array): Uint8Array {
   return new Uint8Array(d.buffer, d.byteOffset, d.byteLength)
 }
 
+function tokens(opts: ParseOptions): { maxTokens?: number } {
+  return opts.maxTokens !== undefined ? { maxTokens: opts.maxTokens } : {}
+}
+
 function decodeTop(bytes: Uint8Array, opts: ParseOptions): BValue {
   const maxBytes = opts.maxBytes ?? DEFAULT_MAX_TORRENT_BYTES
   if (!(bytes instanceof Uint8Array)) fail('BT_ERR_METAINFO_BENCODE', '', 'input is not bytes')
   if (bytes.byteLength > maxBytes)
     fail('BT_ERR_METAINFO_TOO_LARGE', '', `${bytes.byteLength} bytes exceeds ${maxBytes}`)
   try {
-    return decodeBencode(bytes, { maxBytes, maxDepth: MAX_DEPTH }).value
+    return decodeBencode(bytes, { maxBytes, maxDepth: MAX_DEPTH, ...tokens(opts) }).value
   } catch (err) {
     if (err instanceof BencodeError) fail('BT_ERR_METAINFO_BENCODE', '', err.message, { cause: err })
     throw err
@@ -554,7 +560,7 @@ export function parseTorrent(bytes: Uint8Array, opts: ParseOptions = {}): Metain
   const infoValue = top.get('info')
   if (infoValue === undefined) fail('BT_ERR_METAINFO_MISSING_FIELD', 'info', 'missing')
   // The decoder accepted the input, so the span exists; the hash is over these exact bytes.
-  const span = dictSpan(bytes, 'info', { maxBytes: bytes.byteLength, maxDepth: MAX_DEPTH })!
+  const span = dictSpan(bytes, 'info', { maxBytes: bytes.byteLength, maxDepth: MAX_DEPTH, ...tokens(opts) })!
   const info = parseInfoValue(infoValue, bytes.subarray(span.start, span.end), opts)
   const creationDate = optInt(top, 'creation date', 'creation date')
   if (creationDate !== undefined && typeof creationDate !== 'number') {

@@ -611,6 +611,12 @@ export class Gateway implements GatewayService {
     return { ready: reasons.length === 0, reasons, checks }
   }
 
+  /** The API state of a torrent (for the `state` metric label). */
+  stateOf(id: string): TorrentState | undefined {
+    const job = this.#jobs.get(id)
+    return job ? this.#state(job) : undefined
+  }
+
   codexReachable(): boolean {
     return this.#codexOk.ok
   }

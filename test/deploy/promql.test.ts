@@ -263,7 +263,7 @@ describe('PromQL of the dashboard and the alert rules against a real Prometheus'
   test('the scraped data reflects the sources (alerts see real values)', async () => {
     const r = await query('codex_bt_codex_up')
     assert.equal(r.status, 'success')
-    assert.equal((r.data?.result[0] as { value: [number, string] }).value[1], '1')
+    assert.equal((r.data!.result[0] as { value: [number, string] }).value[1], '1')
     const seeding = await query('codex_bt_torrent_peers{state="seeding"} == 0')
     assert.equal(seeding.data?.result.length, 1, 'the seeding torrent without peers is visible')
   })

@@ -126,7 +126,7 @@ describe('POST /torrents', () => {
     const v2 = 'CD'.repeat(32)
     const byHash = await s.app.inject({ method: 'POST', url: '/torrents', payload: { infoHash: v2 } })
     assert.equal(byHash.statusCode, 201)
-    assert.equal((s.service.lastCall('addTorrent')?.[0] as { infoHash: string }).infoHash, v2.toLowerCase())
+    assert.equal((s.service.lastCall('addTorrent')![0] as { infoHash: string }).infoHash, v2.toLowerCase())
     assert.equal((byHash.json() as { torrent: { infoHashV2: string } }).torrent.infoHashV2, v2.toLowerCase())
 
     const torrent = makeTorrent('b64.bin')
@@ -161,12 +161,12 @@ describe('POST /torrents', () => {
 
   test('schema violations → 400 GW_ERR_VALIDATION with details', async () => {
     const cases: unknown[] = [
-      { magnet: 'magnet:?xt=urn:btih:' + 'a'.repeat(40), infoHash: 'a'.repeat(40) },
+      { magnet: `magnet:?xt=urn:btih:${'a'.repeat(40)}`, infoHash: 'a'.repeat(40) },
       { infoHash: 'xyz' },
-      { magnet: 'magnet:?xt=urn:btih:' + 'a'.repeat(40), unexpected: true },
+      { magnet: `magnet:?xt=urn:btih:${'a'.repeat(40)}`, unexpected: true },
       {},
       { infoHash: 'a'.repeat(40), peers: [{ host: '127.0.0.1' }] },
-      { infoHash: 'a'.repeat(40), trackers: 'x'.repeat(10) + '\u0000', extra: 1 },
+      { infoHash: 'a'.repeat(40), trackers: `${'x'.repeat(10)}\u0000`, extra: 1 },
     ]
     for (const payload of cases) {
       const res = await s.app.inject({ method: 'POST', url: '/torrents', payload: payload as object })

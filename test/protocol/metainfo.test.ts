@@ -782,6 +782,7 @@ describe('parseTorrent: malformed and hostile torrents', () => {
     expectError(bytes, 'BT_ERR_METAINFO_TOO_LARGE', '', { maxBytes: bytes.byteLength - 1 })
     expectError(bytes, 'BT_ERR_METAINFO_TOO_MANY_FILES', undefined, { maxFiles: 4 })
     expectError(bytes, 'BT_ERR_METAINFO_TOO_MANY_PIECES', 'info', { maxPieces: 9 })
+    expectError(bytes, 'BT_ERR_METAINFO_BENCODE', '', { maxTokens: 20 })
     assert.ok(parseTorrent(bytes, { maxFiles: 7, maxPieces: 10 }))
     // A v2 info dict claiming a petabyte file needs no piece data to describe it: capped.
     const huge = mutate(await sample('v2'), (_t, i) => sub(tree(i), 'a', 'x', '').set('length', 2 ** 50))
