@@ -306,7 +306,9 @@ export class Catalog {
     if (key === undefined) return undefined
     const row =
       this.#stmt('SELECT * FROM torrents WHERE id = ? OR v1 = ? OR v2 = ?').get(key, key, key) ??
-      (key.length === 40 ? this.#stmt('SELECT * FROM torrents WHERE substr(v2, 1, 40) = ?').get(key) : undefined)
+      (key.length === 40
+        ? this.#stmt('SELECT * FROM torrents WHERE substr(v2, 1, 40) = ?').get(key)
+        : undefined)
     return row === undefined ? undefined : toTorrentRow(row)
   }
 
@@ -412,7 +414,8 @@ export class Catalog {
   findCidByPiecesRoot(rootHex: string, length?: number): string | undefined {
     this.#check()
     const key = rootHex.toLowerCase()
-    if (!HEX64.test(key)) throw new CatalogError('GW_ERR_CATALOG_INVALID', 'a pieces root is 64 hex characters')
+    if (!HEX64.test(key))
+      throw new CatalogError('GW_ERR_CATALOG_INVALID', 'a pieces root is 64 hex characters')
     const row = this.#stmt('SELECT cid, length FROM roots WHERE pieces_root = ?').get(key)
     if (row === undefined || (length !== undefined && Number(row.length) !== length)) return undefined
     return row.cid as string
@@ -421,7 +424,9 @@ export class Catalog {
   /** The first torrent file stored under this Codex CID (ingested or imported), if any. */
   findTorrentByFileCid(cid: string): { torrent: TorrentRow; fileIndex: number } | undefined {
     this.#check()
-    const file = this.#stmt('SELECT torrent_id, idx FROM files WHERE cid = ? ORDER BY torrent_id, idx').get(cid)
+    const file = this.#stmt('SELECT torrent_id, idx FROM files WHERE cid = ? ORDER BY torrent_id, idx').get(
+      cid,
+    )
     if (file === undefined) return undefined
     return { torrent: this.#requireTorrent(file.torrent_id as string), fileIndex: Number(file.idx) }
   }
@@ -496,7 +501,9 @@ function migrate(db: DatabaseSync): void {
   db.exec('BEGIN IMMEDIATE')
   try {
     db.exec(SCHEMA_V1)
-    db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)").run(String(SCHEMA_VERSION))
+    db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)").run(
+      String(SCHEMA_VERSION),
+    )
     db.exec('COMMIT')
   } catch (error) {
     db.exec('ROLLBACK')
@@ -509,7 +516,9 @@ function wrapSql<T>(fn: () => T): T {
     return fn()
   } catch (cause) {
     if (cause instanceof CatalogError) throw cause
-    throw new CatalogError('GW_ERR_CATALOG_IO', `catalog statement failed: ${(cause as Error).message}`, { cause })
+    throw new CatalogError('GW_ERR_CATALOG_IO', `catalog statement failed: ${(cause as Error).message}`, {
+      cause,
+    })
   }
 }
 

@@ -5,8 +5,8 @@
  * Codex's own text form (z-base58btc, NOTES.md §1.1), other segments percent-encoded.
  */
 
-import { CID, formatCid, parseCid } from './cid.ts'
 import { readSmallBody } from './body.ts'
+import { CID, formatCid, parseCid } from './cid.ts'
 import { CodexInvalidCidError, CodexResponseError, CodexValidationError } from './errors.ts'
 import type { CallSpec, CodexTransport, Exchange, HttpMethod, TimeoutMode } from './transport.ts'
 

@@ -4,20 +4,18 @@
  */
 
 export type { UploadInput } from './body.ts'
+export type { CallOptions, CidInput } from './calls.ts'
 export { CID, CODEX_CODECS, formatCid, InvalidCidError, isManifestCid, parseCid } from './cid.ts'
-export {
-  type CallOptions,
-  type CidInput,
-  CodexClient,
-  type CodexClientInit,
-  type CodexDownload,
-  type CodexRangeDownload,
-  type DownloadMode,
-  type DownloadOptions,
-  type RangeSupport,
-  type UploadOptions,
-} from './client.ts'
+export { CodexClient, type CodexClientInit } from './client.ts'
+export type {
+  CodexDownload,
+  CodexRangeDownload,
+  DownloadMode,
+  DownloadOptions,
+  RangeSupport,
+} from './download.ts'
 export * from './errors.ts'
 export { backoffDelayMs, DEFAULT_RETRY_POLICY, type RetryPolicy } from './retry.ts'
 export type { CodexAuth, CodexObserver, CodexRequestEvent } from './transport.ts'
 export type * from './types.ts'
+export type { UploadOptions } from './upload.ts'

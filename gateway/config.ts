@@ -605,3 +605,18 @@ export function redactConfig(config: GatewayConfig): Record<string, unknown> {
   for (const r of CONFIG_TABLE) if (r.secret && copy[r.key] !== undefined) copy[r.key] = '***'
   return copy
 }
+
+/** `CONFIG_TABLE` as a Markdown table (for the README). */
+export function configTableMarkdown(): string {
+  const cell = (s: string) => s.replace(/\|/g, '\\|')
+  const lines = ['| Variable | Type | Default | Description |', '| --- | --- | --- | --- |']
+  for (const r of CONFIG_TABLE) {
+    const dflt = r.default === '' ? '(unset)' : `\`${cell(r.default)}\``
+    lines.push(`| \`${r.env}\` | ${cell(r.type)} | ${dflt} | ${cell(r.description)} |`)
+  }
+  lines.push(
+    '',
+    `Also \`${CONFIG_FILE_ENV}=/path/config.json\`: a JSON object with the camelCase keys (${CONFIG_TABLE.map((r) => `\`${r.key}\``).join(', ')}); environment variables override it.`,
+  )
+  return lines.join('\n')
+}

@@ -118,7 +118,8 @@ export class SegmentCache {
   async open(options: AbortOptions = {}): Promise<void> {
     options.signal?.throwIfAborted()
     if (this.#state === 'open') return
-    if (this.#state === 'closed') throw new SegmentCacheError('GW_ERR_SEGMENT_CACHE_CLOSED', 'cache is closed')
+    if (this.#state === 'closed')
+      throw new SegmentCacheError('GW_ERR_SEGMENT_CACHE_CLOSED', 'cache is closed')
     try {
       await mkdir(this.dir, { recursive: true })
       const names = await readdir(this.dir)

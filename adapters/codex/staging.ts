@@ -213,7 +213,13 @@ export class TorrentStaging {
    * Reads `length` bytes at `offset` of a file into `out` at `outOffset`. Missing segments leave
    * zeros; the result says whether every byte came from an existing segment.
    */
-  async read(fileIndex: number, offset: number, length: number, out: Uint8Array, outOffset = 0): Promise<boolean> {
+  async read(
+    fileIndex: number,
+    offset: number,
+    length: number,
+    out: Uint8Array,
+    outOffset = 0,
+  ): Promise<boolean> {
     this.#checkOpen()
     let complete = true
     let done = 0

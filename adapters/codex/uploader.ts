@@ -16,8 +16,8 @@
  * NOTES.md §1.2).
  */
 
-import { CodexHttpError, CodexValidationError, formatCid } from '../../codex-client/index.ts'
 import type { CodexClient } from '../../codex-client/index.ts'
+import { CodexHttpError, CodexValidationError, formatCid } from '../../codex-client/index.ts'
 import type { FileEntry } from '../../gateway/protocol/types.ts'
 import type { Catalog } from '../catalog.ts'
 import { codexFilename, DEFAULT_MIMETYPE, guessMimetype } from './naming.ts'
@@ -139,6 +139,7 @@ export class UploadManager {
   #lastError: unknown
   #retryTimer: ReturnType<typeof setTimeout> | undefined
   #probe: Promise<void> | undefined
+  #started = false
   #closed = false
 
   constructor(init: UploadManagerInit) {
@@ -252,6 +253,7 @@ export class UploadManager {
 
   /** Starts whatever can start (after `init`, and after every change). */
   start(): void {
+    this.#started = true
     this.#kick()
   }
 
@@ -289,7 +291,7 @@ export class UploadManager {
   // ---- scheduling ----------------------------------------------------------------------------
 
   #kick(): void {
-    if (this.#closed || this.#state === 'paused-codex-unavailable') return
+    if (!this.#started || this.#closed || this.#state === 'paused-codex-unavailable') return
     const { maxConcurrentUploads, uploadStartBytes } = this.#init.policy
     const now = Date.now()
     let nextRetry = Number.POSITIVE_INFINITY
@@ -370,7 +372,11 @@ export class UploadManager {
   }
 
   /** The upload body: the file's verified prefix, read from staging, waiting for more as needed. */
-  async *#source(slot: FileSlot, controller: AbortController, signal: AbortSignal): AsyncGenerator<Uint8Array> {
+  async *#source(
+    slot: FileSlot,
+    controller: AbortController,
+    signal: AbortSignal,
+  ): AsyncGenerator<Uint8Array> {
     const { staging, counters, policy } = this.#init
     const segment = staging.segmentBytes
     let pos = 0

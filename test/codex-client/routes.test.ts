@@ -21,6 +21,7 @@ import {
   CodexMarketplaceUnavailableError,
   CodexNotFoundError,
   type CodexRequestEvent,
+  CodexResponseError,
   CodexValidationError,
   formatCid,
   isManifestCid,
@@ -33,6 +34,8 @@ const SOME_FILE = new TextEncoder().encode('some file contents')
 const SOME_FILE_TREE = 'zDzSvJTezk7bJNQqFq8k1iHXY84psNuUfZVusA5bBQQUSuyzDSVL'
 /** A manifest CID that is never stored here (the upstream manifest of an upload without headers). */
 const ABSENT = 'zDvZRwzm1ePSzKSXt57D5YxHwcSDmsCyYN65wW4HT7fuX9HrzFXy'
+/** Raw requests (bypassing the client's checks) get their own bounded timeouts. */
+const RAW_LIMITS = { headersTimeout: 10_000, bodyTimeout: 10_000 } as const
 
 async function collect(body: Readable): Promise<Buffer> {
   const chunks: Buffer[] = []
@@ -143,7 +146,7 @@ describe('CodexClient against the local node: routes', () => {
     await assert.rejects(client.downloadRange('nope', 0, 1), CodexInvalidCidError)
     assert.equal(node.faults.requestCount(), seen, 'nothing was sent')
 
-    const raw = await request(`${node.apiUrl}/data/invalid-cid/exists`)
+    const raw = await request(`${node.apiUrl}/data/invalid-cid/exists`, RAW_LIMITS)
     assert.equal(raw.statusCode, 400)
     assert.equal(await raw.body.text(), 'Incorrect Cid')
   })
@@ -194,6 +197,7 @@ describe('CodexClient against the local node: routes', () => {
     assert.equal(node.faults.requestCount(), seen, 'nothing was sent')
 
     const badType = await request(`${node.apiUrl}/data`, {
+      ...RAW_LIMITS,
       method: 'POST',
       headers: { 'content-type': 'text/plain; charset=utf-8' },
       body: 'x',
@@ -201,6 +205,7 @@ describe('CodexClient against the local node: routes', () => {
     assert.equal(badType.statusCode, 422)
     assert.equal(await badType.body.text(), "The MIME type 'text/plain; charset=utf-8' is not valid.")
     const badName = await request(`${node.apiUrl}/data`, {
+      ...RAW_LIMITS,
       method: 'POST',
       headers: {
         'content-type': 'application/octet-stream',
@@ -228,6 +233,7 @@ describe('CodexClient against the local node: routes', () => {
     assert.equal(node.faults.requestCount(), seen)
 
     const raw = await request(`${node.apiUrl}/data`, {
+      ...RAW_LIMITS,
       method: 'POST',
       headers: { 'content-type': 'application/octet-stream' },
       body: '',
@@ -322,5 +328,31 @@ describe('CodexClient against the local node: routes', () => {
     assert.ok(bytes.in - inBefore >= 100_000)
     assert.equal(client.observerErrors, 0)
     assert.equal(formatCid(parseCid(formatCid(cid))), formatCid(cid))
+  })
+
+  test('a throwing observer never breaks a call; oversized answers are refused', async () => {
+    const noisy = new CodexClient({
+      url: node.url,
+      maxResponseBytes: 70,
+      observer: {
+        onRequest: () => {
+          throw new Error('observer bug')
+        },
+        onBytes: () => {
+          throw new Error('observer bug')
+        },
+      },
+    })
+    try {
+      assert.equal(await noisy.exists(ABSENT), false)
+      assert.ok(noisy.observerErrors >= 2)
+      await assert.rejects(noisy.space(), (err: unknown) => {
+        assert.ok(err instanceof CodexResponseError)
+        assert.match(err.message, /larger than 70 bytes/)
+        return true
+      })
+    } finally {
+      await noisy.close()
+    }
   })
 })

@@ -7,6 +7,7 @@ import { after, describe, test } from 'node:test'
 import {
   CONFIG_TABLE,
   ConfigError,
+  configTableMarkdown,
   DEFAULT_DHT_BOOTSTRAP,
   type GatewayConfig,
   loadConfig,
@@ -257,6 +258,9 @@ describe('JSON file', () => {
     assert.equal(both.dht, true)
     assert.equal(both.peerPort, 7000)
 
+    const relative = loadConfig({ env: { CODEX_BT_CONFIG: 'config.json' }, cwd: dir })
+    assert.equal(relative.apiPort, 9000, 'a relative CODEX_BT_CONFIG is resolved against cwd')
+
     const explicit = loadConfig({
       env: { CODEX_BT_CONFIG: join(dir, 'missing.json') },
       file: { apiPort: 9200 },
@@ -292,6 +296,12 @@ describe('helpers', () => {
       }),
       ['CODEX_BT_API_PORTT'],
     )
+  })
+
+  test('configTableMarkdown documents every variable once', () => {
+    const md = configTableMarkdown()
+    for (const r of CONFIG_TABLE) assert.equal(md.split(`\`${r.env}\``).length - 1, 1, r.env)
+    assert.match(md, /CODEX_BT_CONFIG/)
   })
 
   test('redactConfig hides secrets', () => {

@@ -111,7 +111,7 @@ export class Peer {
   pendingHaves: number[] | undefined
   /** Blocks received that we never requested (or after their request timed out). */
   unrequested = 0
-  /** Requests received while the incoming queue was full. */
+  /** Requests we refused (choked, piece missing, queue full) since our last unchoke. */
   requestFlood = 0
   /** BEP6 allowed-fast pieces we granted this peer. */
   readonly allowedFastSent = new Set<number>()

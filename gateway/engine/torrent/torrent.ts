@@ -484,6 +484,7 @@ export class Torrent {
   }
 
   ban(peer: Peer, reason: string): void {
+    if (this.#banned.has(peer.key)) return this.closePeer(peer, `banned: ${reason}`)
     this.log.info({ peer: peer.key, reason }, 'peer banned')
     this.stats.peerBanned()
     this.#banned.add(peer.key)
@@ -825,6 +826,11 @@ export class Torrent {
     this.stats.pieceFailed()
     this.log.info({ piece, contributors: contributors.map((p) => p.key) }, 'piece failed its hash check')
     const unique = new Set(contributors)
+    if ([...unique].some((p) => this.#banned.has(p.key))) {
+      // A peer banned meanwhile poisoned this piece (blocks it sent before the ban): blame nobody else.
+      this.#fillAll()
+      return
+    }
     const limit = this.#init.banAfterHashFailures ?? 2
     for (const p of unique) {
       p.hashFailures++
@@ -862,7 +868,11 @@ export class Torrent {
     }
     const size = this.#geometry!.pieceSize(piece)
     if (begin + length > size) return this.#violation(peer, 'request past the end of the piece')
+    const max = this.#init.maxIncomingRequests ?? 500
     const reject = (): void => {
+      // A peer that keeps asking for what we refuse (choked, missing piece, full queue) floods us:
+      // close it past `max` refusals since our last unchoke (libtorrent: too many requests when choked).
+      if (++peer.requestFlood > max) return this.#violation(peer, 'request flood')
       if (peer.info.fast) peer.send({ type: 'reject', index: piece, begin, length })
     }
     if (!this.#have.has(piece)) {
@@ -871,13 +881,7 @@ export class Torrent {
       return this.#violation(peer, 'request for a piece we do not have')
     }
     if (peer.amChoking && !peer.allowedFastSent.has(piece)) return reject() // BEP6: rejected while choked
-    const max = this.#init.maxIncomingRequests ?? 500
-    if (peer.incoming.length >= max) {
-      peer.requestFlood++
-      reject()
-      if (peer.requestFlood > max) this.#violation(peer, 'request flood')
-      return
-    }
+    if (peer.incoming.length >= max) return reject()
     peer.incoming.push({ piece, offset: begin, length })
     this.#pumpUploads(peer)
   }
@@ -919,6 +923,7 @@ export class Torrent {
   #unchoke(peer: Peer): void {
     if (!peer.amChoking) return
     peer.amChoking = false
+    peer.requestFlood = 0
     peer.send({ type: 'unchoke' })
   }
 

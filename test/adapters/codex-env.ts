@@ -1,0 +1,164 @@
+/**
+ * Test environment for the Codex adapters: a local Codex node over real HTTP on 127.0.0.1, a
+ * Codex client, a catalog and staging directory in a fresh temp dir, and helpers to build
+ * torrents with the project's creator and to read a dataset back.
+ */
+
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Catalog } from '../../adapters/catalog.ts'
+import { CodexPieceStore, type CodexPieceStoreInit } from '../../adapters/codex/codex-store.ts'
+import { CodexClient } from '../../codex-client/index.ts'
+import { type LocalCodexNode, startLocalCodexNode } from '../../codex-client/local-node/index.ts'
+import { createTorrent, type TorrentSourceFile } from '../../gateway/protocol/create-torrent.ts'
+import type { Metainfo, TorrentVersion } from '../../gateway/protocol/types.ts'
+
+/** A started local node plus a client on it. */
+export interface CodexNodeEnv {
+  readonly node: LocalCodexNode
+  readonly client: CodexClient
+  readonly dir: string
+  close(): Promise<void>
+}
+
+/** Starts a local Codex node in a temp dir (quota optional) and a client with small timeouts. */
+export async function startCodex(options: { quotaBytes?: number } = {}): Promise<CodexNodeEnv> {
+  const dir = await mkdtemp(join(tmpdir(), 'codex-adapter-'))
+  const node = await startLocalCodexNode({
+    dataDir: join(dir, 'node'),
+    port: 0,
+    ...(options.quotaBytes !== undefined ? { quotaBytes: options.quotaBytes } : {}),
+  })
+  const client = new CodexClient({ url: node.url, timeoutMs: 10_000, retry: { attempts: 1 } })
+  return {
+    node,
+    client,
+    dir,
+    async close() {
+      await client.destroy()
+      await node.close()
+      await rm(dir, { recursive: true, force: true })
+    },
+  }
+}
+
+/** A catalog + staging dir + store on a node; `reopen` gives a new store over the same state. */
+export interface StoreEnv {
+  readonly catalog: Catalog
+  readonly stagingDir: string
+  readonly store: CodexPieceStore
+  reopen(overrides?: Partial<CodexPieceStoreInit>): CodexPieceStore
+  close(): Promise<void>
+}
+
+export async function makeStore(codex: CodexNodeEnv, init: Partial<CodexPieceStoreInit> = {}): Promise<StoreEnv> {
+  const dir = await mkdtemp(join(codex.dir, 'store-'))
+  const catalog = Catalog.open(join(dir, 'catalog.sqlite'))
+  const stagingDir = join(dir, 'staging')
+  const stores: CodexPieceStore[] = []
+  const build = (overrides: Partial<CodexPieceStoreInit> = {}): CodexPieceStore => {
+    const store = new CodexPieceStore({
+      client: codex.client,
+      catalog,
+      stagingDir,
+      segmentBytes: 64 * 1024,
+      uploadStartBytes: 16 * 1024,
+      retryBaseDelayMs: 10,
+      retryMaxDelayMs: 100,
+      probeIntervalMs: 50,
+      ...init,
+      ...overrides,
+    })
+    stores.push(store)
+    return store
+  }
+  const store = build()
+  return {
+    catalog,
+    stagingDir,
+    store,
+    reopen: build,
+    async close() {
+      for (const s of stores) await s.close()
+      catalog.close()
+      await rm(dir, { recursive: true, force: true })
+    },
+  }
+}
+
+/** Deterministic pseudo-random bytes (xorshift), never all zero. */
+export function payload(length: number, seed: number): Uint8Array {
+  const out = new Uint8Array(length)
+  let x = (seed * 2654435761) >>> 0 || 1
+  for (let i = 0; i < length; i++) {
+    x ^= x << 13
+    x >>>= 0
+    x ^= x >>> 17
+    x ^= x << 5
+    x >>>= 0
+    out[i] = x & 0xff
+  }
+  return out
+}
+
+/** A file of a test torrent with its bytes. */
+export interface SourceFile {
+  readonly path: readonly string[]
+  readonly data: Uint8Array
+}
+
+/** Builds a .torrent with the project's creator from in-memory files. */
+export async function makeTorrent(
+  name: string,
+  files: readonly SourceFile[],
+  options: { version?: TorrentVersion; pieceLength?: number; trackers?: string[][]; webseeds?: string[] } = {},
+): Promise<{ bytes: Uint8Array; metainfo: Metainfo }> {
+  const sources: TorrentSourceFile[] = files.map((f) => ({
+    path: f.path,
+    length: f.data.byteLength,
+    open: () =>
+      (async function* () {
+        if (f.data.byteLength > 0) yield f.data
+      })(),
+  }))
+  return createTorrent({
+    name,
+    files: sources,
+    ...(options.version !== undefined ? { version: options.version } : {}),
+    ...(options.pieceLength !== undefined ? { pieceLength: options.pieceLength } : {}),
+    ...(options.trackers !== undefined ? { trackers: options.trackers } : {}),
+    ...(options.webseeds !== undefined ? { webseeds: options.webseeds } : {}),
+  })
+}
+
+/** The linear piece space of a torrent built from `files` (padding as zeros), by path. */
+export function linearFromFiles(metainfo: Metainfo, files: readonly SourceFile[]): Uint8Array {
+  const info = metainfo.info
+  const out = new Uint8Array(info.totalLength)
+  const byPath = new Map(files.map((f) => [f.path.join('/'), f.data]))
+  for (const entry of info.files) {
+    if (entry.padding) continue
+    const data = byPath.get(entry.path.join('/'))
+    if (data === undefined) throw new Error(`no data for ${entry.path.join('/')}`)
+    out.set(data, entry.offset)
+  }
+  return out
+}
+
+/** Downloads a whole dataset through the client. */
+export async function downloadAll(client: CodexClient, cid: string): Promise<Uint8Array> {
+  const dl = await client.download(cid)
+  const parts: Uint8Array[] = []
+  for await (const chunk of dl.body as AsyncIterable<Uint8Array>) parts.push(chunk)
+  return new Uint8Array(Buffer.concat(parts))
+}
+
+/** Polls `predicate` every 10 ms until true; fails after `timeoutMs`. */
+export async function waitUntil(predicate: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 10))
+  }
+}
