@@ -93,6 +93,7 @@ export type RecordErrorCode =
   | 'GW_ERR_RECORD_PIECE_LAYERS'
   | 'GW_ERR_RECORD_CID'
   | 'GW_ERR_RECORD_INCOMPLETE'
+  | 'GW_ERR_RECORD_NOT_FOUND'
   | 'GW_ERR_RECORD_FILE_MISSING'
   | 'GW_ERR_RECORD_FILE_SIZE'
   | 'GW_ERR_RECORD_CODEX'
@@ -301,7 +302,10 @@ const FIELD_KEYS = new Set(['comment', 'createdBy', 'creationDate'])
  */
 export function parseRecord(bytes: Uint8Array): ParsedRecord {
   if (bytes.byteLength > MAX_RECORD_BYTES) {
-    throw new RecordError('GW_ERR_RECORD_TOO_LARGE', `record of ${bytes.byteLength} bytes exceeds ${MAX_RECORD_BYTES}`)
+    throw new RecordError(
+      'GW_ERR_RECORD_TOO_LARGE',
+      `record of ${bytes.byteLength} bytes exceeds ${MAX_RECORD_BYTES}`,
+    )
   }
   let value: unknown
   try {
@@ -332,7 +336,9 @@ export function parseRecord(bytes: Uint8Array): ParsedRecord {
   checkHash(o, 'infoHashV1', info.infoHashV1)
   checkHash(o, 'infoHashV2', info.infoHashV2)
   if (str(o, 'name') !== info.name) {
-    throw new RecordError('GW_ERR_RECORD_FILES_MISMATCH', 'differs from the info dict name', { field: 'name' })
+    throw new RecordError('GW_ERR_RECORD_FILES_MISMATCH', 'differs from the info dict name', {
+      field: 'name',
+    })
   }
   const fileCids = checkFiles(o.files, info)
   const pieceLayers = checkPieceLayers(o.pieceLayers, info)
@@ -370,11 +376,17 @@ export function parseRecord(bytes: Uint8Array): ParsedRecord {
   }
 }
 
-function checkHash(o: Record<string, unknown>, key: 'infoHashV1' | 'infoHashV2', actual: Uint8Array | undefined): void {
+function checkHash(
+  o: Record<string, unknown>,
+  key: 'infoHashV1' | 'infoHashV2',
+  actual: Uint8Array | undefined,
+): void {
   const recorded = o[key]
   if (actual === undefined && recorded === undefined) return
   if (actual === undefined || typeof recorded !== 'string' || recorded !== toHex(actual)) {
-    throw new RecordError('GW_ERR_RECORD_HASH_MISMATCH', 'does not match the hash of the info dict', { field: key })
+    throw new RecordError('GW_ERR_RECORD_HASH_MISMATCH', 'does not match the hash of the info dict', {
+      field: key,
+    })
   }
 }
 
@@ -383,9 +395,13 @@ function checkFiles(value: unknown, info: TorrentInfo): Map<number, string> {
   if (!Array.isArray(value)) throw new RecordError('GW_ERR_RECORD_FIELD', 'not a list', { field: 'files' })
   const entries = info.files.map((file, index) => ({ file, index })).filter((e) => !e.file.virtual)
   if (value.length !== entries.length) {
-    throw new RecordError('GW_ERR_RECORD_FILES_MISMATCH', `${value.length} files, the info dict has ${entries.length}`, {
-      field: 'files',
-    })
+    throw new RecordError(
+      'GW_ERR_RECORD_FILES_MISMATCH',
+      `${value.length} files, the info dict has ${entries.length}`,
+      {
+        field: 'files',
+      },
+    )
   }
   const cids = new Map<number, string>()
   entries.forEach(({ file, index }, i) => {
@@ -406,11 +422,16 @@ function checkFiles(value: unknown, info: TorrentInfo): Map<number, string> {
     }
     const isData = !file.padding && file.length > 0
     if (f.cid === undefined) {
-      if (isData) throw new RecordError('GW_ERR_RECORD_INCOMPLETE', 'a data file needs a CID', { field: `${field}.cid` })
+      if (isData)
+        throw new RecordError('GW_ERR_RECORD_INCOMPLETE', 'a data file needs a CID', {
+          field: `${field}.cid`,
+        })
       return
     }
-    if (!isData) throw new RecordError('GW_ERR_RECORD_CID', 'only data files have a CID', { field: `${field}.cid` })
-    if (typeof f.cid !== 'string') throw new RecordError('GW_ERR_RECORD_CID', 'not a string', { field: `${field}.cid` })
+    if (!isData)
+      throw new RecordError('GW_ERR_RECORD_CID', 'only data files have a CID', { field: `${field}.cid` })
+    if (typeof f.cid !== 'string')
+      throw new RecordError('GW_ERR_RECORD_CID', 'not a string', { field: `${field}.cid` })
     cids.set(index, canonicalCid(f.cid, `${field}.cid`))
   })
   return cids
@@ -428,7 +449,9 @@ function checkPieceLayers(value: unknown, info: TorrentInfo): Map<string, Uint8A
     const field = `pieceLayers.${hex}`
     const length = needed.get(hex)
     if (length === undefined) {
-      throw new RecordError('GW_ERR_RECORD_PIECE_LAYERS', 'no file larger than a piece has this root', { field })
+      throw new RecordError('GW_ERR_RECORD_PIECE_LAYERS', 'no file larger than a piece has this root', {
+        field,
+      })
     }
     if (typeof b64 !== 'string') throw new RecordError('GW_ERR_RECORD_FIELD', 'not a string', { field })
     const layer = fromBase64(b64, field)
@@ -447,7 +470,7 @@ function checkPieceLayers(value: unknown, info: TorrentInfo): Map<string, Uint8A
 
 function checkTiers(value: unknown): void {
   if (!Array.isArray(value)) throw new RecordError('GW_ERR_RECORD_FIELD', 'not a list', { field: 'announce' })
-  value.forEach((tier, t) => checkStrings(tier, `announce[${t}]`))
+  for (const [t, tier] of value.entries()) checkStrings(tier, `announce[${t}]`)
 }
 
 function checkStrings(value: unknown, field: string): void {
@@ -488,7 +511,8 @@ function onlyKeys(o: Record<string, unknown>, allowed: ReadonlySet<string>, fiel
 
 function str(o: Record<string, unknown>, key: string): string {
   const v = o[key]
-  if (typeof v !== 'string') throw new RecordError('GW_ERR_RECORD_FIELD', 'missing or not a string', { field: key })
+  if (typeof v !== 'string')
+    throw new RecordError('GW_ERR_RECORD_FIELD', 'missing or not a string', { field: key })
   return v
 }
 
@@ -513,10 +537,14 @@ function canonicalCid(text: string, field: string): string {
     if (!isManifestCid(cid)) throw new Error('not a Codex manifest CID')
     return formatCid(cid)
   } catch (cause) {
-    throw new RecordError('GW_ERR_RECORD_CID', `not a Codex manifest CID: ${JSON.stringify(text.slice(0, 80))}`, {
-      field,
-      cause,
-    })
+    throw new RecordError(
+      'GW_ERR_RECORD_CID',
+      `not a Codex manifest CID: ${JSON.stringify(text.slice(0, 80))}`,
+      {
+        field,
+        cause,
+      },
+    )
   }
 }
 
@@ -532,7 +560,15 @@ function infoBytesOf(torrent: Uint8Array, field: string): Uint8Array {
 }
 
 function equalBuffers(a: Uint8Array, b: Uint8Array): boolean {
-  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength))
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(
+    Buffer.from(b.buffer, b.byteOffset, b.byteLength),
+  )
 }
 
-export { fetchRecord, importRecord, type ImportRecordOptions, recordFilename, uploadRecord } from './record-codex.ts'
+export {
+  fetchRecord,
+  type ImportRecordOptions,
+  importRecord,
+  recordFilename,
+  uploadRecord,
+} from './record-codex.ts'

@@ -425,7 +425,12 @@ export class CodexFileReader {
   }
 
   /** One ranged request for segment `s`; `undefined` when the node answered without 206. */
-  async #fetchRanged(cid: string, fileLength: number, s: number, probe: boolean): Promise<Uint8Array | undefined> {
+  async #fetchRanged(
+    cid: string,
+    fileLength: number,
+    s: number,
+    probe: boolean,
+  ): Promise<Uint8Array | undefined> {
     const offset = s * this.#segment
     const segLength = this.#cache.segmentLength(fileLength, s)
     const deadline = AbortSignal.timeout(this.#timeoutMs)

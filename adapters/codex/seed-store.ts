@@ -46,7 +46,13 @@ import { CodexReadError } from './codex-file-reader.ts'
 
 /** What the store needs of `CodexFileReader`. */
 export interface SeedReader {
-  read(cid: string, fileLength: number, offset: number, length: number, options?: AbortOptions): Promise<Uint8Array>
+  read(
+    cid: string,
+    fileLength: number,
+    offset: number,
+    length: number,
+    options?: AbortOptions,
+  ): Promise<Uint8Array>
   invalidate(cid: string, offset: number, length: number): unknown
 }
 
@@ -219,7 +225,8 @@ export class CodexSeedStore implements PieceStore {
     options.signal?.throwIfAborted()
     const geometry = new PieceGeometry(info)
     const hash = info.infoHashV1 ?? info.infoHashV2
-    if (hash === undefined) throw new StorageError('GW_ERR_STORAGE_UNSUPPORTED', 'open', 'torrent has no info hash')
+    if (hash === undefined)
+      throw new StorageError('GW_ERR_STORAGE_UNSUPPORTED', 'open', 'torrent has no info hash')
     const id = toHex(hash)
     let resolution: SeedResolution
     try {
@@ -298,7 +305,12 @@ export class CodexSeedTorrentStorage implements TorrentStorage {
   }
 
   /** Read-only store: rejects with `GW_ERR_STORAGE_UNSUPPORTED`. */
-  async writeBlock(piece: number, _offset: number, _data: Uint8Array, options: AbortOptions = {}): Promise<void> {
+  async writeBlock(
+    piece: number,
+    _offset: number,
+    _data: Uint8Array,
+    options: AbortOptions = {},
+  ): Promise<void> {
     this.#check('write', piece, options)
     throw readOnly('write', piece)
   }
@@ -394,7 +406,9 @@ export class CodexSeedTorrentStorage implements TorrentStorage {
     // Bounded: `attempts` ≤ 10.
     for (let attempt = 1; attempt <= attempts; attempt++) {
       const data = await this.#assemble(piece, signal)
-      const hashes = await hashPieceData(geometry, piece, want, (at, n) => data.subarray(at, at + n), { signal })
+      const hashes = await hashPieceData(geometry, piece, want, (at, n) => data.subarray(at, at + n), {
+        signal,
+      })
       if (resolution.verify(piece, hashes)) {
         counters.piecesVerified++
         this.#t.lru.set(this.#key(piece), data)
@@ -457,7 +471,12 @@ export class CodexSeedTorrentStorage implements TorrentStorage {
   }
 
   /** Runs an operation under the fence. */
-  #op<T>(operation: StorageOperation, piece: number, options: AbortOptions, fn: () => Promise<T>): Promise<T> {
+  #op<T>(
+    operation: StorageOperation,
+    piece: number,
+    options: AbortOptions,
+    fn: () => Promise<T>,
+  ): Promise<T> {
     try {
       this.#check(operation, piece, options)
     } catch (error) {
@@ -482,7 +501,9 @@ export class CodexSeedTorrentStorage implements TorrentStorage {
 }
 
 function readOnly(operation: StorageOperation, piece: number): StorageError {
-  return new StorageError('GW_ERR_STORAGE_UNSUPPORTED', operation, 'the Codex seed store is read-only', { piece })
+  return new StorageError('GW_ERR_STORAGE_UNSUPPORTED', operation, 'the Codex seed store is read-only', {
+    piece,
+  })
 }
 
 /** Reader failures as `StorageError`s; aborts pass through. A dataset of the wrong size is corrupt. */

@@ -8,10 +8,12 @@
  * `(treeCid, i) -> blockCid` are recorded and the manifest block is stored. Memory per upload is
  * one block buffer plus O(log n) tree state.
  *
- * download: the blocks of the tree are read from disk in order and yielded one at a time; the
- * consumer's backpressure paces the reads. The padding of the last block is not sent.
+ * download: the blocks of the tree are read from disk in order into a few reused buffers and
+ * written with backpressure; the padding of the last block is not sent.
  */
+import { once } from 'node:events'
 import { open, rm } from 'node:fs/promises'
+import type { Writable } from 'node:stream'
 import type { CID } from '../cid.ts'
 import { blockCidFromDigest, formatCid, sha256, treeCidFromRoot } from '../cid.ts'
 import type { Manifest } from '../manifest.ts'
@@ -141,23 +143,81 @@ export function contentLength(manifest: Manifest): number {
   return manifest.erasure?.originalDatasetSize ?? manifest.datasetSize
 }
 
+export interface WriteDatasetOptions {
+  /** Stop after this many body bytes and destroy `out` (fault injection). */
+  readonly cutAfterBytes?: number | undefined
+}
+
+/** Number of block buffers in flight per download (memory per download: this x blockSize). */
+const DOWNLOAD_BUFFERS = 4
+
 /**
- * Yields the dataset of `manifest` block by block from disk (the padding cut off). Throws
- * MissingBlockError when a block or the leaf metadata is not stored.
+ * Writes the dataset of `manifest` to `out` block by block from disk (the padding cut off),
+ * waiting for `drain` when `out` is full. Each block is read into one of a few reused buffers,
+ * taken back once `out` has flushed it, so a download allocates nothing per block.
+ * Throws MissingBlockError when a block or the leaf metadata is not stored; resolves early
+ * (without error) when `out` is closed by the other side.
  */
-export async function* datasetChunks(store: DiskStore, manifest: Manifest): AsyncGenerator<Buffer> {
+export async function writeDataset(
+  store: DiskStore,
+  manifest: Manifest,
+  out: Writable,
+  options: WriteDatasetOptions = {},
+): Promise<void> {
   let remaining = contentLength(manifest)
+  const limit = options.cutAfterBytes
+  let sent = 0
   let index = 0
-  if (remaining === 0) return
-  for await (const digest of store.treeDigests(manifest.treeCid)) {
-    const cid = blockCidFromDigest(Uint8Array.from(digest))
-    const data = await store.readBlock(cid)
-    if (data === undefined) throw new MissingBlockError(index)
-    const n = Math.min(remaining, data.length)
-    remaining -= n
-    index++
-    yield n < data.length ? data.subarray(0, n) : data
-    if (remaining === 0) return
+  const free: Buffer[] = Array.from({ length: DOWNLOAD_BUFFERS }, () => Buffer.allocUnsafeSlow(manifest.blockSize))
+  let wakeTaker: (() => void) | undefined
+  const give = (buf: Buffer): void => {
+    free.push(buf)
+    wakeTaker?.()
   }
-  throw new MissingBlockError(index)
+  const closed = new Promise<void>((resolve) => {
+    out.once('close', resolve)
+    out.once('error', () => resolve())
+  })
+  const take = async (): Promise<Buffer | undefined> => {
+    while (free.length === 0) {
+      if (out.destroyed) return undefined
+      await Promise.race([new Promise<void>((resolve) => (wakeTaker = resolve)), closed])
+      wakeTaker = undefined
+    }
+    return free.pop()
+  }
+
+  if (remaining > 0) {
+    for await (const digest of store.treeDigests(manifest.treeCid)) {
+      if (out.destroyed) return
+      const cid = blockCidFromDigest(Uint8Array.from(digest))
+      const buf = await take()
+      if (buf === undefined) return
+      const bytesRead = await store.readBlockInto(cid, buf)
+      if (bytesRead === undefined) {
+        give(buf)
+        throw new MissingBlockError(index)
+      }
+      let n = Math.min(remaining, bytesRead)
+      let cut = false
+      if (limit !== undefined && sent + n >= limit) {
+        n = limit - sent
+        cut = true
+      }
+      remaining -= n
+      sent += n
+      index++
+      if (n > 0) out.write(buf.subarray(0, n), () => give(buf))
+      else give(buf)
+      if (cut) {
+        await new Promise((resolve) => setTimeout(resolve, 10))
+        out.destroy()
+        return
+      }
+      if (remaining === 0) break
+      if (out.writableNeedDrain) await Promise.race([once(out, 'drain'), closed])
+    }
+  }
+  if (remaining > 0) throw new MissingBlockError(index)
+  await new Promise<void>((resolve) => out.end(resolve))
 }

@@ -13,7 +13,6 @@
  * stream to the handler, so `POST /data` accepts any `Content-Type` (or none) and streams.
  */
 import type { IncomingMessage } from 'node:http'
-import { Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import Fastify, {
   type FastifyBaseLogger,
@@ -30,7 +29,7 @@ import type { Manifest } from '../manifest.ts'
 import { dataItemToJson, decodeManifest } from '../manifest.ts'
 import { isValidCodexMimetype } from '../mimetypes.ts'
 import { EmptyTreeError } from '../tree.ts'
-import { contentLength, datasetChunks, ingestDataset } from './dataset.ts'
+import { contentLength, ingestDataset, writeDataset } from './dataset.ts'
 import type { FaultController, RequestInfo } from './faults.ts'
 import { API_PREFIX } from './faults.ts'
 import type { NodeIdentity } from './identity.ts'
@@ -198,16 +197,17 @@ export function buildServer(c: ServerComponents): FastifyInstance {
       reply.header('content-disposition', 'attachment')
     }
     reply.header('content-length', String(length))
-    reply.code(200)
-    const cutAfter = faults.bodyCutBytes
-    const chunks = datasetChunks(store, manifest)
-    const body = cutAfter === undefined ? chunks : cutBody(chunks, cutAfter, reply)
-    const stream = Readable.from(body, { objectMode: false, highWaterMark: 256 * 1024 })
-    stream.on('error', (err) => {
+    // The body is written by writeDataset with its own backpressure and buffer reuse.
+    reply.hijack()
+    const res = reply.raw
+    res.writeHead(200, reply.getHeaders() as Record<string, string>)
+    try {
+      await writeDataset(store, manifest, res, { cutAfterBytes: faults.bodyCutBytes })
+    } catch (err) {
       req.log.warn({ err, cid: formatCid(cid) }, 'local codex node: download cut short')
-      reply.raw.destroy()
-    })
-    return reply.send(stream)
+      res.destroy()
+    }
+    return reply
   }
 
   // ------------------------------------------------------------------------------------------
@@ -410,26 +410,6 @@ async function* cutUpload(
       throw err
     }
     seen += chunk.length
-    yield chunk
-  }
-}
-
-/** Passes the download through until `limit` bytes, then destroys the connection. */
-async function* cutBody(
-  source: AsyncIterable<Buffer>,
-  limit: number,
-  reply: FastifyReply,
-): AsyncGenerator<Buffer> {
-  let sent = 0
-  for await (const chunk of source) {
-    if (sent + chunk.length >= limit) {
-      const keep = limit - sent
-      if (keep > 0) yield chunk.subarray(0, keep)
-      await sleep(10)
-      reply.raw.socket?.destroy()
-      throw new Error(`local codex node: body cut after ${limit} bytes (injected fault)`)
-    }
-    sent += chunk.length
     yield chunk
   }
 }

@@ -172,6 +172,28 @@ export class DiskStore {
     }
   }
 
+  /** Reads a block into `target` (up to its length); the bytes read, or undefined when absent. */
+  async readBlockInto(cid: CID, target: Buffer): Promise<number | undefined> {
+    let fh: Awaited<ReturnType<typeof open>>
+    try {
+      fh = await open(this.blockPath(cid), 'r')
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+      throw err
+    }
+    try {
+      let total = 0
+      while (total < target.length) {
+        const { bytesRead } = await fh.read(target, total, target.length - total, total)
+        if (bytesRead === 0) break
+        total += bytesRead
+      }
+      return total
+    } finally {
+      await fh.close()
+    }
+  }
+
   /**
    * Stores a block (nim-codex `putBlock`). Resolves 'exists' when it was already stored (no quota
    * charged). Throws QuotaExceededError when the quota would be exceeded.

@@ -52,7 +52,10 @@ export interface StoreEnv {
   close(): Promise<void>
 }
 
-export async function makeStore(codex: CodexNodeEnv, init: Partial<CodexPieceStoreInit> = {}): Promise<StoreEnv> {
+export async function makeStore(
+  codex: CodexNodeEnv,
+  init: Partial<CodexPieceStoreInit> = {},
+): Promise<StoreEnv> {
   const dir = await mkdtemp(join(codex.dir, 'store-'))
   const catalog = Catalog.open(join(dir, 'catalog.sqlite'))
   const stagingDir = join(dir, 'staging')
@@ -112,7 +115,12 @@ export interface SourceFile {
 export async function makeTorrent(
   name: string,
   files: readonly SourceFile[],
-  options: { version?: TorrentVersion; pieceLength?: number; trackers?: string[][]; webseeds?: string[] } = {},
+  options: {
+    version?: TorrentVersion
+    pieceLength?: number
+    trackers?: string[][]
+    webseeds?: string[]
+  } = {},
 ): Promise<{ bytes: Uint8Array; metainfo: Metainfo }> {
   const sources: TorrentSourceFile[] = files.map((f) => ({
     path: f.path,

@@ -70,7 +70,7 @@ function waitForSignal(): Promise<NodeJS.Signals> {
 export async function run(args: string[], io: CliIO): Promise<number> {
   let options: { port: number; host: string; dataDir: string; quota: number | undefined; verbose: boolean }
   try {
-    const { values, positionals } = parseArgs({
+    const { values } = parseArgs({
       args,
       allowPositionals: false,
       options: {
@@ -86,7 +86,6 @@ export async function run(args: string[], io: CliIO): Promise<number> {
       io.stdout.write(`${USAGE}\n`)
       return 0
     }
-    if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`)
     options = {
       port: parsePort(values.port),
       host: values.host,
