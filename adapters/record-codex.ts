@@ -2,7 +2,7 @@
  * Torrent records in Codex: upload a record (`application/json`, NOTES.md §1.3), fetch one with a
  * bounded buffer, and import one into the catalog after checking that every file dataset it
  * names exists in Codex with the right size, so a gateway can seed what another one archived.
- * The record format itself is in `record.ts` / `RECORD.md`.
+ * The record format itself is in `record-format.ts` / `RECORD.md`.
  */
 
 import {
@@ -21,10 +21,10 @@ import {
   encodeRecord,
   MAX_RECORD_BYTES,
   type ParsedRecord,
-  parseRecord,
   RecordError,
   type TorrentRecord,
-} from './record.ts'
+} from './record-format.ts'
+import { parseRecord } from './record-parse.ts'
 
 const RECORD_SUFFIX = '.codex-bt.json'
 const RECORD_MIMETYPE = 'application/json'

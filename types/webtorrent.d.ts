@@ -86,7 +86,11 @@ declare module 'webtorrent' {
     torrentPort: number
     readonly peerId: string
     add(torrentId: Uint8Array | string, opts?: AddOptions, onTorrent?: (t: Torrent) => void): Torrent
-    seed(input: string | string[], opts?: AddOptions & Record<string, unknown>, onSeed?: (t: Torrent) => void): Torrent
+    seed(
+      input: string | string[],
+      opts?: AddOptions & Record<string, unknown>,
+      onSeed?: (t: Torrent) => void,
+    ): Torrent
     destroy(cb?: (err?: Error | null) => void): void
     on(event: 'error', listener: (err: Error | string) => void): this
     on(event: 'listening', listener: () => void): this

@@ -10,7 +10,7 @@
  *   (NOTES.md §1.4); the unmerged PR #1218 adds it. A dataset answered without 206 falls back to
  *   the stream below.
  * - **Sequential stream** otherwise: a download streams the whole dataset (NOTES.md §1.4), so the
- *   reader keeps ONE stream per CID open (closed after `streamIdleMs` without use), reads it
+ *   reader keeps ONE stream per CID open (`seed-read-stream.ts`; closed after `streamIdleMs`), reads it
  *   forward and caches every segment it passes. Random requests therefore do not restart the
  *   download each time; the stream restarts from byte 0 only when a segment behind its position is
  *   needed and is no longer cached.
@@ -39,45 +39,18 @@ import {
 } from '../../codex-client/errors.ts'
 import { type EngineLogger, silentLogger } from '../../gateway/engine/logger.ts'
 import type { AbortOptions } from '../../gateway/protocol/types.ts'
+import {
+  type CodexReadClient,
+  CodexReadError,
+  raceAbort,
+  SequentialStreams,
+  sleep,
+  timeoutError,
+} from './seed-read-stream.ts'
 import type { SegmentCache, SegmentCacheStats } from './segment-cache.ts'
 
-/** What the reader needs of `CodexClient` (which satisfies it). */
-export interface CodexReadClient {
-  readonly rangeSupport: 'unknown' | 'yes' | 'no'
-  download(cid: string, options: AbortOptions): Promise<{ readonly body: Readable; readonly length: number }>
-  downloadRange(
-    cid: string,
-    offset: number,
-    length: number,
-    options: AbortOptions,
-  ): Promise<{ readonly body: Readable; readonly length: number; readonly ranged: boolean }>
-}
-
-export type CodexReadErrorCode =
-  /** Bad arguments (CID, offset, length). */
-  | 'GW_ERR_CODEX_READ_ARGUMENT'
-  /** The reader is closed. */
-  | 'GW_ERR_CODEX_READ_CLOSED'
-  /** The dataset's size differs from the expected file length (wrong CID for the file). */
-  | 'GW_ERR_CODEX_READ_LENGTH'
-  /** The node does not have the dataset (404) or refuses the CID (400). */
-  | 'GW_ERR_CODEX_READ_NOT_FOUND'
-  /** A segment was not delivered within `segmentTimeoutMs` (after retries). */
-  | 'GW_ERR_CODEX_READ_TIMEOUT'
-  /** Any other Codex failure, after retries; see `cause`. */
-  | 'GW_ERR_CODEX_READ_FAILED'
-
-export class CodexReadError extends Error {
-  readonly code: CodexReadErrorCode
-  readonly cid: string | undefined
-
-  constructor(code: CodexReadErrorCode, message: string, details: { cid?: string; cause?: unknown } = {}) {
-    super(message, details.cause === undefined ? undefined : { cause: details.cause })
-    this.name = 'CodexReadError'
-    this.code = code
-    this.cid = details.cid
-  }
-}
+export type { CodexReadClient, CodexReadErrorCode } from './seed-read-stream.ts'
+export { CodexReadError } from './seed-read-stream.ts'
 
 export interface CodexFileReaderInit {
   readonly client: CodexReadClient
@@ -128,20 +101,6 @@ interface Flight {
   settled: boolean
 }
 
-interface SequentialStream {
-  readonly cid: string
-  readonly length: number
-  controller: AbortController
-  body: Readable | undefined
-  iterator: AsyncIterator<unknown> | undefined
-  leftover: Uint8Array | undefined
-  /** Bytes consumed from the body; always a segment boundary between jobs. */
-  position: number
-  tail: Promise<void>
-  pending: number
-  idleTimer: NodeJS.Timeout | undefined
-}
-
 const noop = (): void => {}
 const MAX_ATTEMPTS = 10
 const MAX_PROBE_WAITS = 8
@@ -153,15 +112,13 @@ export class CodexFileReader {
   readonly #segment: number
   readonly #readAhead: number
   readonly #maxBackground: number
-  readonly #idleMs: number
-  readonly #maxStreams: number
   readonly #timeoutMs: number
   readonly #attempts: number
   readonly #retryDelayMs: number
   readonly #log: EngineLogger
   readonly #lifetime = new AbortController()
   readonly #flights = new Map<string, Flight>()
-  readonly #streams = new Map<string, SequentialStream>()
+  readonly #streams: SequentialStreams
   /** Datasets answered without 206 although ranges were asked for. */
   readonly #noRange = new Set<string>()
   #probe: Promise<void> | undefined
@@ -189,13 +146,21 @@ export class CodexFileReader {
     this.#segment = init.cache.segmentBytes
     this.#readAhead = nonNegative(init.readAheadSegments ?? 1, 'readAheadSegments')
     this.#maxBackground = nonNegative(init.maxBackgroundFetches ?? 2, 'maxBackgroundFetches')
-    this.#idleMs = positive(init.streamIdleMs ?? 30_000, 'streamIdleMs')
-    this.#maxStreams = positive(init.maxStreams ?? 8, 'maxStreams')
     this.#timeoutMs = positive(init.segmentTimeoutMs ?? 60_000, 'segmentTimeoutMs')
     this.#attempts = positive(init.attempts ?? 3, 'attempts')
     if (this.#attempts > MAX_ATTEMPTS) argument(`attempts must be ≤ ${MAX_ATTEMPTS}`)
     this.#retryDelayMs = nonNegative(init.retryDelayMs ?? 100, 'retryDelayMs')
     this.#log = init.logger ?? silentLogger
+    this.#streams = new SequentialStreams({
+      client: init.client,
+      segmentBytes: this.#segment,
+      idleMs: positive(init.streamIdleMs ?? 30_000, 'streamIdleMs'),
+      maxStreams: positive(init.maxStreams ?? 8, 'maxStreams'),
+      timeoutMs: this.#timeoutMs,
+      signal: this.#lifetime.signal,
+      counters: this.#c,
+      log: this.#log,
+    })
   }
 
   get stats(): CodexFileReaderStats {
@@ -204,9 +169,7 @@ export class CodexFileReader {
 
   /** Open sequential streams (for tests and metrics). */
   get openStreams(): number {
-    let n = 0
-    for (const s of this.#streams.values()) if (s.body !== undefined) n++
-    return n
+    return this.#streams.openCount
   }
 
   /**
@@ -266,8 +229,7 @@ export class CodexFileReader {
       for (let s = Math.floor(offset / S); s <= last; s++) if (this.#cache.evict(key, s)) n++
     }
     // Bytes of that response are suspect: a later fetch opens a fresh download.
-    const stream = this.#streams.get(key)
-    if (stream !== undefined && stream.pending === 0) this.#dropStream(stream)
+    this.#streams.dropIfIdle(key)
     return n
   }
 
@@ -277,14 +239,9 @@ export class CodexFileReader {
     this.#closed = true
     const reason = new CodexReadError('GW_ERR_CODEX_READ_CLOSED', 'reader closed')
     this.#lifetime.abort(reason)
-    const tails: Promise<void>[] = []
-    for (const stream of [...this.#streams.values()]) {
-      tails.push(stream.tail)
-      this.#dropStream(stream)
-    }
     for (const flight of [...this.#flights.values()]) settle(flight, undefined, reason)
     this.#flights.clear()
-    await Promise.all(tails)
+    await this.#streams.closeAll()
   }
 
   // ---- segments ------------------------------------------------------------------------------
@@ -298,8 +255,7 @@ export class CodexFileReader {
     signal: AbortSignal | undefined,
   ): Promise<Uint8Array> {
     const segLength = this.#cache.segmentLength(fileLength, s)
-    let bytes: Uint8Array | undefined
-    if (this.#cache.has(cid, s)) bytes = await this.#cache.read(cid, s, from, length, { signal })
+    let bytes = await this.#cache.read(cid, s, from, length, { signal })
     if (bytes === undefined) {
       const flight = this.#flights.get(flightKey(cid, s)) ?? this.#startFlight(cid, fileLength, s)
       const whole = await raceAbort(flight.promise, signal)
@@ -468,7 +424,7 @@ export class CodexFileReader {
       await this.#store(cid, s, data)
       return data
     } catch (error) {
-      if (deadline.aborted && !this.#closed) throw timeout(cid, s, this.#timeoutMs, error)
+      if (deadline.aborted && !this.#closed) throw timeoutError(cid, s, this.#timeoutMs, error)
       throw error
     }
   }
@@ -476,190 +432,20 @@ export class CodexFileReader {
   // ---- sequential streams ----------------------------------------------------------------------
 
   #fetchViaStream(cid: string, fileLength: number, s: number): Promise<Uint8Array | undefined> {
-    const stream = this.#streamFor(cid, fileLength)
-    return this.#enqueue(stream, async () => {
-      const key = flightKey(cid, s)
-      const flight = this.#flights.get(key)
-      if (flight === undefined || flight.settled) return undefined // delivered by a pass-by
-      const S = this.#segment
-      const segLength = this.#cache.segmentLength(fileLength, s)
-      if (this.#cache.has(cid, s)) {
-        const cached = await this.#cache.read(cid, s, 0, segLength)
-        if (cached !== undefined) return cached
-      }
-      if (stream.body !== undefined && stream.position > s * S) {
-        this.#c.streamRestarts++
-        this.#log.debug({ cid, segment: s, position: stream.position }, 'codex stream restarts from 0')
-        this.#closeBody(stream)
-      }
-      try {
-        if (stream.body === undefined) await this.#openBody(stream)
-        // Bounded: each iteration consumes one segment and the loop stops at segment s.
-        for (;;) {
-          const index = stream.position / S
-          const length = this.#cache.segmentLength(fileLength, index)
-          const data = await this.#readSegment(stream, index, length)
-          stream.position += length
-          this.#c.bytesFromCodex += length
-          this.#c.segmentsFetched++
-          if (index === s) {
-            await this.#store(cid, index, data)
-            this.#fulfill(cid, index, data)
-            return data
-          }
-          this.#fulfill(cid, index, data)
-          if (!this.#cache.has(cid, index)) await this.#store(cid, index, data)
-        }
-      } catch (error) {
-        this.#closeBody(stream)
-        throw error
-      }
+    const key = flightKey(cid, s)
+    const segLength = this.#cache.segmentLength(fileLength, s)
+    return this.#streams.fetch(cid, fileLength, s, {
+      wanted: () => this.#flights.get(key)?.settled === false,
+      cached: async () => (this.#cache.has(cid, s) ? this.#cache.read(cid, s, 0, segLength) : undefined),
+      passBy: async (index, data) => {
+        this.#fulfill(cid, index, data)
+        if (!this.#cache.has(cid, index)) await this.#store(cid, index, data)
+      },
+      deliver: async (data) => {
+        await this.#store(cid, s, data)
+        this.#fulfill(cid, s, data)
+      },
     })
-  }
-
-  #streamFor(cid: string, fileLength: number): SequentialStream {
-    let stream = this.#streams.get(cid)
-    if (stream !== undefined && stream.length !== fileLength) {
-      // Another caller expects another length: one of them is wrong; the stream open checks it.
-      if (stream.pending === 0) this.#dropStream(stream)
-      else return stream
-      stream = undefined
-    }
-    if (stream !== undefined) return stream
-    if (this.#streams.size >= this.#maxStreams) {
-      for (const other of this.#streams.values()) {
-        if (this.#streams.size < this.#maxStreams) break
-        if (other.pending === 0) this.#dropStream(other)
-      }
-    }
-    stream = {
-      cid,
-      length: fileLength,
-      controller: new AbortController(),
-      body: undefined,
-      iterator: undefined,
-      leftover: undefined,
-      position: 0,
-      tail: Promise.resolve(),
-      pending: 0,
-      idleTimer: undefined,
-    }
-    this.#streams.set(cid, stream)
-    return stream
-  }
-
-  /** Runs `job` after the stream's earlier jobs; arms the idle timer when the queue empties. */
-  #enqueue<T>(stream: SequentialStream, job: () => Promise<T>): Promise<T> {
-    stream.pending++
-    if (stream.idleTimer !== undefined) clearTimeout(stream.idleTimer)
-    stream.idleTimer = undefined
-    const run = stream.tail.then(() => {
-      this.#checkOpen()
-      return job()
-    })
-    stream.tail = run.then(noop, noop)
-    void stream.tail.then(() => {
-      stream.pending--
-      if (stream.pending > 0 || this.#closed || this.#streams.get(stream.cid) !== stream) return
-      stream.idleTimer = setTimeout(() => this.#dropStream(stream), this.#idleMs)
-      stream.idleTimer.unref()
-    })
-    return run
-  }
-
-  async #openBody(stream: SequentialStream): Promise<void> {
-    stream.controller = new AbortController()
-    const controller = stream.controller
-    const signal = AbortSignal.any([this.#lifetime.signal, controller.signal])
-    const timer = setTimeout(
-      () => controller.abort(timeout(stream.cid, 0, this.#timeoutMs, undefined)),
-      this.#timeoutMs,
-    )
-    let answer: Awaited<ReturnType<CodexReadClient['download']>>
-    try {
-      answer = await this.#client.download(stream.cid, { signal })
-    } catch (error) {
-      if (controller.signal.aborted && !this.#closed) throw controller.signal.reason
-      throw error
-    } finally {
-      clearTimeout(timer)
-    }
-    this.#c.streamOpens++
-    if (answer.length !== stream.length) {
-      answer.body.destroy()
-      throw new CodexReadError(
-        'GW_ERR_CODEX_READ_LENGTH',
-        `dataset has ${answer.length} bytes, the file ${stream.length}`,
-        { cid: stream.cid },
-      )
-    }
-    stream.body = answer.body
-    stream.iterator = (answer.body as AsyncIterable<unknown>)[Symbol.asyncIterator]()
-    stream.leftover = undefined
-    stream.position = 0
-  }
-
-  /** Reads exactly `length` bytes from the stream under the segment deadline. */
-  async #readSegment(stream: SequentialStream, index: number, length: number): Promise<Uint8Array> {
-    const out = new Uint8Array(length)
-    let filled = 0
-    if (stream.leftover !== undefined) {
-      const take = Math.min(length, stream.leftover.byteLength)
-      out.set(stream.leftover.subarray(0, take))
-      filled = take
-      stream.leftover = take < stream.leftover.byteLength ? stream.leftover.subarray(take) : undefined
-    }
-    if (filled === length) return out
-    const iterator = stream.iterator
-    const body = stream.body
-    if (iterator === undefined || body === undefined) {
-      throw new CodexReadError('GW_ERR_CODEX_READ_FAILED', 'stream is not open', { cid: stream.cid })
-    }
-    let expired = false
-    const timer = setTimeout(() => {
-      expired = true
-      body.destroy()
-    }, this.#timeoutMs)
-    try {
-      // Bounded: each step consumes ≥ 1 byte, ends the body, or fails (deadline destroys the body).
-      while (filled < length) {
-        const step = await iterator.next()
-        if (step.done) {
-          throw new CodexReadError(
-            'GW_ERR_CODEX_READ_FAILED',
-            `stream ended at ${stream.position + filled} of ${stream.length} bytes`,
-            { cid: stream.cid },
-          )
-        }
-        const chunk = step.value as Uint8Array
-        const take = Math.min(length - filled, chunk.byteLength)
-        out.set(chunk.subarray(0, take), filled)
-        filled += take
-        if (take < chunk.byteLength) stream.leftover = chunk.subarray(take)
-      }
-      return out
-    } catch (error) {
-      if (expired && !this.#closed) throw timeout(stream.cid, index, this.#timeoutMs, error)
-      throw error
-    } finally {
-      clearTimeout(timer)
-    }
-  }
-
-  #closeBody(stream: SequentialStream): void {
-    stream.body?.destroy()
-    stream.controller.abort()
-    stream.body = undefined
-    stream.iterator = undefined
-    stream.leftover = undefined
-    stream.position = 0
-  }
-
-  #dropStream(stream: SequentialStream): void {
-    if (stream.idleTimer !== undefined) clearTimeout(stream.idleTimer)
-    stream.idleTimer = undefined
-    this.#closeBody(stream)
-    if (this.#streams.get(stream.cid) === stream) this.#streams.delete(stream.cid)
   }
 
   /** Caches a fetched segment; cache failures only cost a later refetch. */
@@ -721,13 +507,6 @@ function isRetryable(error: CodexReadError): boolean {
   return cause instanceof CodexError || cause instanceof CodexReadError || cause instanceof Error
 }
 
-function timeout(cid: string, s: number, ms: number, cause: unknown): CodexReadError {
-  return new CodexReadError('GW_ERR_CODEX_READ_TIMEOUT', `segment ${s} not delivered within ${ms} ms`, {
-    cid,
-    cause,
-  })
-}
-
 /** Reads a body of exactly `length` bytes (the client checks `Content-Length`). */
 async function readBody(body: Readable, length: number, signal: AbortSignal): Promise<Uint8Array> {
   const out = new Uint8Array(length)
@@ -749,41 +528,6 @@ async function readBody(body: Readable, length: number, signal: AbortSignal): Pr
   signal.throwIfAborted()
   if (filled !== length) throw new Error(`body of ${filled} of ${length} bytes`)
   return out
-}
-
-/** `promise`, rejecting with the signal's reason as soon as it aborts (listener removed after). */
-function raceAbort<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (signal === undefined) return promise
-  if (signal.aborted) return Promise.reject(signal.reason)
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason)
-    signal.addEventListener('abort', onAbort, { once: true })
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort)
-        resolve(value)
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', onAbort)
-        reject(error)
-      },
-    )
-  })
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return Promise.reject(signal.reason)
-  return new Promise((resolve, reject) => {
-    const onAbort = (): void => {
-      clearTimeout(timer)
-      reject(signal.reason)
-    }
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort)
-      resolve()
-    }, ms)
-    signal.addEventListener('abort', onAbort, { once: true })
-  })
 }
 
 function argument(message: string, cid?: string): never {

@@ -20,7 +20,8 @@
  *   file is in Codex). `hashPiece` hashes what Codex holds (unverified, as the contract asks).
  * - Read-only: `writeBlock`, `commitPiece` and `discardPiece` reject with
  *   `GW_ERR_STORAGE_UNSUPPORTED` (a seed never downloads). `needsDrain` is always false.
- * - `close()` is a fence: it waits for the reads in flight, then cancels detached fetches.
+ * - `close()` is a fence: it waits for the operations in flight, then cancels fetches that only
+ *   aborted callers were waiting for.
  *
  * Memory: one piece buffer per piece being assembled, plus the LRU bound.
  */
@@ -42,7 +43,7 @@ import {
 import { PieceVerifier } from '../../gateway/engine/torrent/verifier.ts'
 import { toHex } from '../../gateway/protocol/hex.ts'
 import type { AbortOptions, Metainfo, TorrentInfo } from '../../gateway/protocol/types.ts'
-import { CodexReadError } from './codex-file-reader.ts'
+import { CodexReadError, raceAbort } from './seed-read-stream.ts'
 
 /** What the store needs of `CodexFileReader`. */
 export interface SeedReader {
@@ -283,8 +284,10 @@ export class CodexSeedTorrentStorage implements TorrentStorage {
   readonly #have: Bitfield
   /** Fetch-and-verify in flight per piece (shared by concurrent reads). */
   readonly #verifying = new Map<number, Promise<Uint8Array>>()
-  /** Every operation and detached fetch in flight (the close fence waits for them). */
-  readonly #inflight = new Set<Promise<unknown>>()
+  /** Operations in flight (the close fence waits for them). */
+  readonly #ops = new Set<Promise<unknown>>()
+  /** Shared fetch-and-verify work (may outlive an aborted caller; cancelled by close). */
+  readonly #detached = new Set<Promise<unknown>>()
   readonly #lifetime = new AbortController()
   #closing: Promise<void> | undefined
 
@@ -355,12 +358,14 @@ export class CodexSeedTorrentStorage implements TorrentStorage {
     this.#check('drain', undefined, options)
   }
 
-  /** Fence: waits for operations in flight, cancels detached fetches, drops cached pieces. */
+  /** Fence: waits for operations in flight, cancels orphaned fetches, drops cached pieces. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
-      // Bounded: operations end on their own (reader deadlines); new ones are refused.
-      while (this.#inflight.size > 0) await Promise.allSettled([...this.#inflight])
+      // Bounded: operations end on their own (reader deadlines) and new ones are refused.
+      while (this.#ops.size > 0) await Promise.allSettled([...this.#ops])
+      // Work nobody waits for any more (its callers aborted) is cancelled, not awaited to the end.
       this.#lifetime.abort(new StorageError('GW_ERR_STORAGE_CLOSED', 'close', 'storage closed'))
+      await Promise.allSettled([...this.#detached])
       this.#t.lru.deletePrefix(`${this.#t.id}:`)
       this.#t.onClose(this)
     })()
@@ -390,9 +395,9 @@ export class CodexSeedTorrentStorage implements TorrentStorage {
         () => undefined,
         () => undefined,
       )
-      this.#inflight.add(done)
+      this.#detached.add(done)
       void done.then(() => {
-        this.#inflight.delete(done)
+        this.#detached.delete(done)
         if (this.#verifying.get(piece) === shared) this.#verifying.delete(piece)
       })
     }
@@ -487,8 +492,8 @@ export class CodexSeedTorrentStorage implements TorrentStorage {
       () => undefined,
       () => undefined,
     )
-    this.#inflight.add(done)
-    void done.then(() => this.#inflight.delete(done))
+    this.#ops.add(done)
+    void done.then(() => this.#ops.delete(done))
     return run
   }
 
@@ -517,25 +522,5 @@ function readFailure(error: unknown, piece: number, path: string): unknown {
     piece,
     path,
     cause: error,
-  })
-}
-
-/** `promise`, rejecting with the signal's reason as soon as it aborts (listener removed after). */
-function raceAbort<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (signal === undefined) return promise
-  if (signal.aborted) return Promise.reject(signal.reason)
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason)
-    signal.addEventListener('abort', onAbort, { once: true })
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort)
-        resolve(value)
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', onAbort)
-        reject(error)
-      },
-    )
   })
 }

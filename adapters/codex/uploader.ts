@@ -52,6 +52,8 @@ export interface UploadCounters {
   uploadRetries: number
   /** Entries into `paused-codex-unavailable`. */
   pauses: number
+  /** Exceptions of event callbacks or of bookkeeping after an upload (counted; never break uploads). */
+  internalErrors: number
 }
 
 /** Tuning of uploads and fault handling. */
@@ -328,12 +330,17 @@ export class UploadManager {
     slot.streamedBytes = 0
     slot.starvedAt = undefined
     this.#init.counters.uploadsStarted++
-    const run = this.#upload(slot, controller).finally(() => {
-      this.#running.delete(slot.index)
-      if (slot.controller === controller) slot.controller = undefined
-      this.#init.onActivity()
-      this.#kick()
-    })
+    const run = this.#upload(slot, controller)
+      .catch(() => {
+        this.#init.counters.internalErrors++ // e.g. the catalog closed under us; the file stays pending
+        slot.state = slot.state === 'uploading' ? 'pending' : slot.state
+      })
+      .finally(() => {
+        this.#running.delete(slot.index)
+        if (slot.controller === controller) slot.controller = undefined
+        this.#init.onActivity()
+        this.#kick()
+      })
     this.#running.set(slot.index, run)
     this.#init.onActivity()
   }

@@ -11,7 +11,6 @@
  * download: the blocks of the tree are read from disk in order into a few reused buffers and
  * written with backpressure; the padding of the last block is not sent.
  */
-import { once } from 'node:events'
 import { open, rm } from 'node:fs/promises'
 import type { Writable } from 'node:stream'
 import type { CID } from '../cid.ts'
@@ -168,21 +167,31 @@ export async function writeDataset(
   const limit = options.cutAfterBytes
   let sent = 0
   let index = 0
-  const free: Buffer[] = Array.from({ length: DOWNLOAD_BUFFERS }, () => Buffer.allocUnsafeSlow(manifest.blockSize))
-  let wakeTaker: (() => void) | undefined
+  const free: Buffer[] = Array.from({ length: DOWNLOAD_BUFFERS }, () =>
+    Buffer.allocUnsafeSlow(manifest.blockSize),
+  )
+  let wake: (() => void) | undefined
   const give = (buf: Buffer): void => {
     free.push(buf)
-    wakeTaker?.()
+    wake?.()
   }
-  const closed = new Promise<void>((resolve) => {
-    out.once('close', resolve)
-    out.once('error', () => resolve())
-  })
+  /** Waits until `event` fires on `out` or `out` closes; listeners are removed either way. */
+  const until = (event: 'drain' | 'freed'): Promise<void> =>
+    new Promise<void>((resolve) => {
+      const done = (): void => {
+        wake = undefined
+        out.off('drain', done)
+        out.off('close', done)
+        resolve()
+      }
+      if (event === 'drain') out.on('drain', done)
+      else wake = done
+      out.on('close', done)
+    })
   const take = async (): Promise<Buffer | undefined> => {
     while (free.length === 0) {
       if (out.destroyed) return undefined
-      await Promise.race([new Promise<void>((resolve) => (wakeTaker = resolve)), closed])
-      wakeTaker = undefined
+      await until('freed')
     }
     return free.pop()
   }
@@ -215,7 +224,7 @@ export async function writeDataset(
         return
       }
       if (remaining === 0) break
-      if (out.writableNeedDrain) await Promise.race([once(out, 'drain'), closed])
+      if (out.writableNeedDrain) await until('drain')
     }
   }
   if (remaining > 0) throw new MissingBlockError(index)

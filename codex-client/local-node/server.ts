@@ -89,6 +89,9 @@ function firstHeader(value: string | string[] | undefined): string | undefined {
 
 type CidParams = { cid: string }
 
+/** Characters Node refuses in a header value. */
+const INVALID_HEADER_CHAR = /[^\t\x20-\x7e\x80-\xff]/
+
 export function buildServer(c: ServerComponents): FastifyInstance {
   const { store, faults } = c
   const options = {
@@ -178,6 +181,8 @@ export function buildServer(c: ServerComponents): FastifyInstance {
   ): Promise<FastifyReply> => {
     const cid = cidParam(req, reply)
     if (cid === undefined) return reply
+    // Codex sets this before retrieving, so the 404 answers of …/network/stream carry it too
+    if (!local) reply.header('Access-Control-Expose-Headers', 'Content-Disposition')
     const present = await store.hasBlock(cid)
     if (!present) {
       if (local) return sendError(reply, 404, LOCAL_MISSING_MESSAGE)
@@ -187,15 +192,14 @@ export function buildServer(c: ServerComponents): FastifyInstance {
     if (!lookup.ok) return sendError(reply, lookup.status, lookup.message)
     const manifest = lookup.manifest
     const length = contentLength(manifest)
-    if (!local) reply.header('Access-Control-Expose-Headers', 'Content-Disposition')
     reply.header('content-type', manifest.mimetype ?? 'application/octet-stream')
+    // raw filename bytes, as Codex sends them; Node cannot send control characters, so such a
+    // (valid per Nim) filename degrades to a bare `attachment`
     const disposition =
-      manifest.filename === undefined ? 'attachment' : `attachment; filename="${manifest.filename}"`
-    try {
-      reply.header('content-disposition', Buffer.from(disposition, 'utf8').toString('latin1'))
-    } catch {
-      reply.header('content-disposition', 'attachment')
-    }
+      manifest.filename === undefined
+        ? 'attachment'
+        : Buffer.from(`attachment; filename="${manifest.filename}"`, 'utf8').toString('latin1')
+    reply.header('content-disposition', INVALID_HEADER_CHAR.test(disposition) ? 'attachment' : disposition)
     reply.header('content-length', String(length))
     // The body is written by writeDataset with its own backpressure and buffer reuse.
     reply.hijack()

@@ -100,8 +100,12 @@ export class DiskStore {
 
   async #init(): Promise<void> {
     await rm(this.tmpDir, { recursive: true, force: true })
-    for (const dir of ['blocks', 'manifests', 'trees', 'tmp'])
+    for (const dir of ['blocks', 'manifests', 'trees', 'tmp']) {
       await mkdir(join(this.dataDir, dir), { recursive: true })
+    }
+    for (let i = 0; i < 256; i++) {
+      await mkdir(join(this.dataDir, 'blocks', i.toString(16).padStart(2, '0')), { recursive: true })
+    }
     for (const sub of await readdir(join(this.dataDir, 'blocks'))) {
       const dir = join(this.dataDir, 'blocks', sub)
       for (const name of await readdir(dir)) await this.#account(join(dir, name))
@@ -217,7 +221,6 @@ export class DiskStore {
         } finally {
           await fh.close()
         }
-        if (cid.code !== MANIFEST_CODEC) await mkdir(join(path, '..'), { recursive: true })
         await rename(tmp, path)
       } catch (err) {
         this.#used -= data.length
@@ -265,15 +268,6 @@ export class DiskStore {
       return (await stat(this.treePath(treeCid))).isFile()
     } catch {
       return false
-    }
-  }
-
-  /** Number of leaves recorded for a tree (0 when none). */
-  async leafCount(treeCid: CID): Promise<number> {
-    try {
-      return Math.floor((await stat(this.treePath(treeCid))).size / DIGEST_BYTES)
-    } catch {
-      return 0
     }
   }
 

@@ -10,8 +10,8 @@
 import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net'
 import { toHex } from '../protocol/hex.ts'
 import type { Metainfo } from '../protocol/types.ts'
-import { makePeerId, makeReserved } from '../protocol/wire/handshake.ts'
 import { frameLimits } from '../protocol/wire/frame-decoder.ts'
+import { makePeerId, makeReserved } from '../protocol/wire/handshake.ts'
 import type { WireMessage } from '../protocol/wire/messages.ts'
 import type { DhtNode } from './discovery/dht.ts'
 import { DhtPeerSource } from './discovery/dht-source.ts'
@@ -158,9 +158,7 @@ export class Session {
     if (this.#stopping) return
     this.#stopping = true
     this.#abort.abort(new SessionError('GW_ERR_SESSION_STOPPED', 'session stopped'))
-    const closed = this.#server
-      ? new Promise<void>((r) => this.#server!.close(() => r()))
-      : Promise.resolve()
+    const closed = this.#server ? new Promise<void>((r) => this.#server!.close(() => r())) : Promise.resolve()
     await Promise.allSettled([...this.#entries.keys()].map((id) => this.removeTorrent(id)))
     for (const s of this.#sockets) s.destroy()
     this.#up.close()
@@ -203,7 +201,10 @@ export class Session {
       ...(opts.sequential !== undefined ? { sequential: opts.sequential } : {}),
       ...(opts.paused !== undefined ? { paused: opts.paused } : {}),
     })
-    if (this.#entries.has(torrent.id) || torrent.swarmIds().some((s) => this.#swarms.has(toHex(s.infoHash)))) {
+    if (
+      this.#entries.has(torrent.id) ||
+      torrent.swarmIds().some((s) => this.#swarms.has(toHex(s.infoHash)))
+    ) {
       throw new SessionError('GW_ERR_TORRENT_EXISTS', `torrent ${torrent.id} is already in the session`)
     }
     const entry: TorrentEntry = { torrent, sources: [] }
@@ -250,7 +251,9 @@ export class Session {
         getTransferTotals: () => {
           const s = t.status()
           const info = t.info
-          const left = info ? Math.max(0, info.payloadLength - Math.round(s.progress * info.payloadLength)) : 1
+          const left = info
+            ? Math.max(0, info.payloadLength - Math.round(s.progress * info.payloadLength))
+            : 1
           return { uploaded: s.uploaded, downloaded: s.downloaded, left }
         },
         logger: this.log.child({ component: 'tracker', torrent: t.id }),
@@ -300,7 +303,12 @@ export class Session {
    * drops connections to v1-only torrents that carry it.
    */
   #reserved(v2: boolean): Uint8Array {
-    return makeReserved({ extensionProtocol: true, fast: true, dht: this.#init.dht !== undefined, v2Upgrade: v2 })
+    return makeReserved({
+      extensionProtocol: true,
+      fast: true,
+      dht: this.#init.dht !== undefined,
+      v2Upgrade: v2,
+    })
   }
 
   #connectionAllowed(): boolean {
@@ -368,7 +376,8 @@ export class Session {
       if (!torrent.acceptsPeers() && torrent.state !== 'metadata') continue
       if (torrent.peers.has(key) || this.#dialing.has(`${torrent.id}/${key}`)) continue
       if (torrent.peers.size >= torrent.maxPeers || torrent.isBanned(peer.host, peer.port)) continue
-      if (peer.port === this.port && (peer.host === '127.0.0.1' || peer.host === '::1') && this.listening) continue
+      if (peer.port === this.port && (peer.host === '127.0.0.1' || peer.host === '::1') && this.listening)
+        continue
       this.#dial(torrent, peer)
     }
   }
@@ -404,7 +413,10 @@ export class Session {
       }).then((r) => {
         done()
         if (!r.ok) {
-          this.log.debug({ peer: `${peer.host}:${peer.port}`, err: r.error.message }, 'outgoing handshake failed')
+          this.log.debug(
+            { peer: `${peer.host}:${peer.port}`, err: r.error.message },
+            'outgoing handshake failed',
+          )
           socket.destroy()
           return
         }
@@ -421,11 +433,18 @@ export class Session {
     return id.length === this.peerId.length && id.every((b, i) => b === this.peerId[i])
   }
 
-  #attach(torrent: Torrent, socket: Socket, hs: HandshakeOutcome, incoming: boolean, dialled?: PeerAddress): void {
+  #attach(
+    torrent: Torrent,
+    socket: Socket,
+    hs: HandshakeOutcome,
+    incoming: boolean,
+    dialled?: PeerAddress,
+  ): void {
     if (this.#equalPeerId(hs.remote.peerId)) return void socket.destroy()
     const host = (dialled?.host ?? socket.remoteAddress ?? '').replace(/^::ffff:/, '')
     const port = dialled?.port ?? socket.remotePort ?? 0
-    const v2Swarm = torrent.infoHashV2 !== undefined && toHex(torrent.infoHashV2.subarray(0, 20)) === hs.infoHashHex
+    const v2Swarm =
+      torrent.infoHashV2 !== undefined && toHex(torrent.infoHashV2.subarray(0, 20)) === hs.infoHashHex
     const info: PeerInfo = {
       host,
       port,
@@ -435,7 +454,9 @@ export class Session {
       extended: hs.flags.extensionProtocol,
       dht: hs.remoteFlags.dht,
       swarm: v2Swarm ? 'v2' : 'v1',
-      v2: v2Swarm || (hs.flags.v2Upgrade && torrent.infoHashV2 !== undefined && torrent.infoHashV1 === undefined),
+      v2:
+        v2Swarm ||
+        (hs.flags.v2Upgrade && torrent.infoHashV2 !== undefined && torrent.infoHashV1 === undefined),
     }
     const early: WireMessage[] = []
     let handlers: { onMessage(msg: WireMessage): void; onClose(reason: string): void } | undefined
@@ -474,7 +495,8 @@ export class Session {
       void torrent.whenMetadata({ signal: torrent.signal }).then(
         () => {
           const n = torrent.info?.pieceCount
-          if (n !== undefined && !conn.closed) conn.setLimits(frameLimits({ pieceCount: n }), { pieceCount: n })
+          if (n !== undefined && !conn.closed)
+            conn.setLimits(frameLimits({ pieceCount: n }), { pieceCount: n })
         },
         () => {},
       )

@@ -4,11 +4,15 @@
  * the exact bytes of a top-level value (BEP3/BEP52: the info hash is over the info dict "as found"),
  * and a canonical encoder.
  *
- * Why not decode with the `bencode` package (it is used in tests as a reference): its decoder
- * keeps its cursor in module-level state, silently clamps truncated strings, loops on negative
- * lengths, reads floats, recurses without a depth limit and turns binary dictionary keys into
- * lossy text; its encoder orders binary keys wrongly. Those are exactly the hostile-input cases
- * this module exists for, so parsing and encoding are done here, in one small file.
+ * This is the gateway's only bencode codec: metainfo, the BEP9/10/11 extension messages
+ * (`protocol/wire/`) and the HTTP tracker client (`engine/discovery/tracker-http.ts`) all decode
+ * untrusted bytes here, each with its own limits, plus typed field getters (`dictInt`, ...).
+ *
+ * Why not decode with the `bencode` package (it is used in tests as a reference; see
+ * docs/adr/0001-bencode.md): its decoder keeps its cursor in module-level state, silently clamps
+ * truncated strings, loops on negative lengths, reads floats, recurses without a depth limit and
+ * turns binary dictionary keys into lossy text; its encoder orders binary keys wrongly. Those are
+ * exactly the hostile-input cases this module exists for, so parsing and encoding are done here.
  *
  * Value model ({@link BValue}): byte strings are `Uint8Array` views into the input (never decoded
  * as text implicitly); integers are `number` when safe, `bigint` otherwise; dictionaries are
@@ -48,8 +52,19 @@ export interface DecodeOptions {
    * a value costs ~70–200 bytes of heap (1M empty dicts ≈ 200 MB). @default 1,000,000
    */
   readonly maxTokens?: number
+  /**
+   * Whether dictionary keys count towards `maxTokens`. With `false` only values count (each key
+   * still comes with a value, so at most 2 × `maxTokens` strings are read). @default true
+   */
+  readonly countKeys?: boolean
   /** Canonical form only (BEP3): sorted keys, no leading zeros, no `i-0e`. @default false */
   readonly strict?: boolean
+  /**
+   * Canonical numbers only: no leading zeros in integers or string lengths, no `i-0e`, but
+   * dictionary keys may come in any order (what peers and trackers send is not always sorted).
+   * Implied by `strict`. @default false
+   */
+  readonly canonicalNumbers?: boolean
   /** Allow bytes after the top-level value (e.g. BEP9 `data` messages). @default false */
   readonly allowTrailing?: boolean
 }
@@ -112,12 +127,51 @@ export function isDict(v: BValue | undefined): v is BDict {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Typed field access. `key` is a binary-string key (ASCII keys as is; `textKey` for others). A
+// field that is absent or has another type reads as `undefined`: callers decide whether that is
+// an error (a required field) or means "ignore" (BEP10: unknown or invalid items are optional).
+
+/** The integer at `key` when it is a safe integer (`number`), else undefined (absent, bigint, other type). */
+export function dictInt(d: BDict, key: string): number | undefined {
+  const v = d.get(key)
+  return typeof v === 'number' ? v : undefined
+}
+
+/** The byte string at `key`, else undefined. */
+export function dictBytes(d: BDict, key: string): Uint8Array | undefined {
+  const v = d.get(key)
+  return v instanceof Uint8Array ? v : undefined
+}
+
+/** The byte string at `key` as UTF-8 text (invalid sequences become U+FFFD), else undefined. */
+export function dictText(d: BDict, key: string): string | undefined {
+  const v = dictBytes(d, key)
+  return v === undefined ? undefined : bytesText(v)
+}
+
+/** The dictionary at `key`, else undefined. */
+export function dictDict(d: BDict, key: string): BDict | undefined {
+  const v = d.get(key)
+  return isDict(v) ? v : undefined
+}
+
+/** The list at `key`, else undefined. */
+export function dictList(d: BDict, key: string): BValue[] | undefined {
+  const v = d.get(key)
+  return Array.isArray(v) ? v : undefined
+}
+
+// ---------------------------------------------------------------------------------------------
 // Decoding.
 
 interface Limits {
   readonly maxDepth: number
   readonly maxTokens: number
+  readonly countKeys: boolean
+  /** Sorted dictionary keys required. */
   readonly strict: boolean
+  /** No leading zeros, no `i-0e`. */
+  readonly canonicalNumbers: boolean
 }
 
 type Frame =
@@ -169,7 +223,7 @@ class Reader {
     if (i >= b.length) this.#fail('BT_ERR_BENCODE_TRUNCATED', `unterminated ${what}`, i)
     if (i === this.pos) this.#fail('BT_ERR_BENCODE_SYNTAX', `empty ${what}`, i)
     const s = String.fromCharCode(...b.subarray(this.pos, i))
-    if (this.#lim.strict && s.length > 1 && s.charCodeAt(0) === CH_0) {
+    if (this.#lim.canonicalNumbers && s.length > 1 && s.charCodeAt(0) === CH_0) {
       this.#fail('BT_ERR_BENCODE_NOT_CANONICAL', `leading zero in ${what}`)
     }
     this.pos = i + 1
@@ -198,7 +252,7 @@ class Reader {
       this.pos++
     }
     const digits = this.#digits(CH_E, MAX_INT_DIGITS, 'integer')
-    if (neg && /^0+$/.test(digits) && this.#lim.strict) {
+    if (neg && /^0+$/.test(digits) && this.#lim.canonicalNumbers) {
       this.#fail('BT_ERR_BENCODE_NOT_CANONICAL', 'negative zero', start)
     }
     const n = Number(digits)
@@ -229,7 +283,7 @@ class Reader {
         // A dictionary key: must be a string (BEP3), unique, sorted in strict mode.
         if (c < CH_0 || c > CH_9) this.#fail('BT_ERR_BENCODE_SYNTAX', 'dictionary key is not a string')
         const keyAt = this.pos
-        this.#count()
+        if (this.#lim.countKeys) this.#count()
         const key = bytesToKey(this.readString())
         if (top.dict.has(key)) this.#fail('BT_ERR_BENCODE_DUPLICATE_KEY', 'duplicate dictionary key', keyAt)
         if (this.#lim.strict && top.lastKey !== undefined && key <= top.lastKey) {
@@ -278,10 +332,13 @@ class Reader {
 }
 
 function limitsOf(opts: DecodeOptions): Limits {
+  const strict = opts.strict ?? false
   return {
     maxDepth: positiveLimit(opts.maxDepth, DEFAULT_MAX_DEPTH, 'maxDepth'),
     maxTokens: positiveLimit(opts.maxTokens, DEFAULT_MAX_TOKENS, 'maxTokens'),
-    strict: opts.strict ?? false,
+    countKeys: opts.countKeys ?? true,
+    strict,
+    canonicalNumbers: strict || (opts.canonicalNumbers ?? false),
   }
 }
 

@@ -11,8 +11,15 @@ import { Catalog } from '../../adapters/catalog.ts'
 import { CodexPieceStore, type CodexPieceStoreInit } from '../../adapters/codex/codex-store.ts'
 import { CodexClient } from '../../codex-client/index.ts'
 import { type LocalCodexNode, startLocalCodexNode } from '../../codex-client/local-node/index.ts'
+import type { PieceGeometry } from '../../gateway/engine/piece-geometry.ts'
+import { defaultHashWant, type PieceHashes } from '../../gateway/engine/storage.ts'
+import type { StorageFacade } from '../../gateway/engine/storage-facade.ts'
 import { createTorrent, type TorrentSourceFile } from '../../gateway/protocol/create-torrent.ts'
+import { hashPieceV2 } from '../../gateway/protocol/hashers.ts'
+import { equalBytes, toHex } from '../../gateway/protocol/hex.ts'
+import { merkleRoot } from '../../gateway/protocol/merkle.ts'
 import type { Metainfo, TorrentVersion } from '../../gateway/protocol/types.ts'
+import { BLOCK_SIZE } from '../../gateway/protocol/types.ts'
 
 /** A started local node plus a client on it. */
 export interface CodexNodeEnv {
@@ -169,4 +176,77 @@ export async function waitUntil(predicate: () => boolean, what: string, timeoutM
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
     await new Promise((r) => setTimeout(r, 10))
   }
+}
+
+// ---- ingest helpers ----------------------------------------------------------------------------
+
+/** Seeded PRNG (mulberry32) for shuffles. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+export function shuffle<T>(items: T[], random: () => number): T[] {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1))
+    const tmp = items[i] as T
+    items[i] = items[j] as T
+    items[j] = tmp
+  }
+  return items
+}
+
+/** True when the piece's hashes match the torrent (v1 SHA-1 and/or BEP52 piece layer / root). */
+export function verifyPiece(
+  metainfo: Metainfo,
+  geometry: PieceGeometry,
+  piece: number,
+  hashes: PieceHashes,
+): boolean {
+  const info = metainfo.info
+  if (info.pieces !== undefined) {
+    const expected = info.pieces.subarray(piece * 20, piece * 20 + 20)
+    if (hashes.sha1 === undefined || !equalBytes(hashes.sha1, expected)) return false
+  }
+  if (info.version === 'v1') return true
+  const loc = geometry.v2Location(piece)
+  if (loc === undefined) return true
+  const leaves = hashes.v2Leaves
+  const root = loc.file.piecesRoot
+  if (leaves === undefined || root === undefined) return false
+  if (loc.file.length <= info.pieceLength) return equalBytes(merkleRoot(leaves), root)
+  const layer = metainfo.pieceLayers.get(toHex(root))
+  if (layer === undefined) return false
+  const expected = layer.subarray(loc.pieceInFile * 32, loc.pieceInFile * 32 + 32)
+  return equalBytes(hashPieceV2(leaves, info.pieceLength), expected)
+}
+
+/** Writes one piece (blocks in random order, concurrently), hashes, verifies and commits it. */
+export async function ingestPiece(
+  storage: StorageFacade,
+  metainfo: Metainfo,
+  piece: number,
+  bytesAt: (linearOffset: number, length: number) => Uint8Array,
+  random: () => number = Math.random,
+): Promise<void> {
+  const geometry = storage.geometry
+  const size = geometry.pieceSize(piece)
+  const offsets: number[] = []
+  for (let o = 0; o < size; o += BLOCK_SIZE) offsets.push(o)
+  shuffle(offsets, random)
+  await Promise.all(
+    offsets.map((o) => {
+      const length = Math.min(BLOCK_SIZE, size - o)
+      return storage.writeBlock(piece, o, bytesAt(piece * geometry.pieceLength + o, length))
+    }),
+  )
+  const hashes = await storage.hashPiece(piece, defaultHashWant(metainfo.info))
+  if (!verifyPiece(metainfo, geometry, piece, hashes)) throw new Error(`piece ${piece} failed verification`)
+  await storage.commitPiece(piece)
 }

@@ -14,9 +14,13 @@ const BIN = new URL('../../gateway/cli/bin.ts', import.meta.url).pathname
 
 test('codex-bt codex-node serves until SIGTERM', async () => {
   const dir = await makeDataDir('codex-node-cli-')
-  const child = spawn(process.execPath, [BIN, 'codex-node', '--port', '0', '--data-dir', dir, '--quota', '64MiB'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
+  const child = spawn(
+    process.execPath,
+    [BIN, 'codex-node', '--port', '0', '--data-dir', dir, '--quota', '64MiB'],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  )
   try {
     let out = ''
     child.stdout.setEncoding('utf8')

@@ -138,7 +138,10 @@ describe('parseCid: nim-libp2p acceptance rules', () => {
   test('torrent-info CIDs (codec 0x7B, sha1) parse (NOTES §2)', () => {
     const cid = parseCid('z8q71z28S52VyhNSmcAC9HWy5KrEsYnDr')
     assert.equal(cid.code, 0x7b)
-    assert.equal(Buffer.from(cid.multihash.digest).toString('hex'), '1902d602db8c350f4f6d809ed01eff32f030da95')
+    assert.equal(
+      Buffer.from(cid.multihash.digest).toString('hex'),
+      '1902d602db8c350f4f6d809ed01eff32f030da95',
+    )
   })
 
   const rejected: [string, string][] = [
@@ -150,11 +153,20 @@ describe('parseCid: nim-libp2p acceptance rules', () => {
     ['base36 (not decoded by nim-libp2p)', 'k2jmtxw8rjh1z69c6not3wnbxoyzlb8m2sfg0vt4ptcwm7pqh5ej7xbq'],
     ['unknown multibase prefix', `Q${MANIFEST_CID.slice(1)}`],
     ['bad base58 character', `${MANIFEST_CID.slice(0, -1)}0`],
-    ['binary CIDv0 inside a multibase', base58btc.encode(parseCid('QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N').bytes)],
+    [
+      'binary CIDv0 inside a multibase',
+      base58btc.encode(parseCid('QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N').bytes),
+    ],
     ['CID version 2', base58btc.encode(Uint8Array.from([0x02, ...bytes.subarray(1)]))],
     ['unknown content codec', base58btc.encode(Uint8Array.from([0x01, 0x99, 0x01, ...bytes.subarray(4)]))],
-    ['unknown hash code', base58btc.encode(Uint8Array.from([...bytes.subarray(0, 4), 0x99, 0x01, 0x20, ...bytes.subarray(6)]))],
-    ['wrong digest size for sha2-256', base58btc.encode(Uint8Array.from([...bytes.subarray(0, 5), 0x1f, ...bytes.subarray(6, 37)]))],
+    [
+      'unknown hash code',
+      base58btc.encode(Uint8Array.from([...bytes.subarray(0, 4), 0x99, 0x01, 0x20, ...bytes.subarray(6)])),
+    ],
+    [
+      'wrong digest size for sha2-256',
+      base58btc.encode(Uint8Array.from([...bytes.subarray(0, 5), 0x1f, ...bytes.subarray(6, 37)])),
+    ],
     ['truncated digest', base58btc.encode(bytes.subarray(0, bytes.length - 1))],
     ['overlong version varint', base58btc.encode(Uint8Array.from([0x81, 0x00, ...bytes.subarray(1)]))],
   ]
@@ -163,7 +175,9 @@ describe('parseCid: nim-libp2p acceptance rules', () => {
       assert.throws(
         () => parseCid(text),
         (err: unknown) =>
-          err instanceof InvalidCidError && err.code === 'CODEX_ERR_INVALID_CID' && err.message === 'Incorrect Cid',
+          err instanceof InvalidCidError &&
+          err.code === 'CODEX_ERR_INVALID_CID' &&
+          err.message === 'Incorrect Cid',
       )
       assert.equal(tryParseCid(text), undefined)
     })
@@ -184,7 +198,11 @@ describe('manifest codec', () => {
     const manifest = newManifest({ treeCid, datasetSize: 18, filename: 'a.txt', mimetype: 'text/plain' })
     const bytes = encodeManifest(manifest)
     // header fields 8 and 9 come after the version field (3002)
-    assert.ok(Buffer.from(bytes).toString('hex').endsWith(`3002420561${'2e747874'}4a0a${Buffer.from('text/plain').toString('hex')}`))
+    assert.ok(
+      Buffer.from(bytes)
+        .toString('hex')
+        .endsWith(`3002420561${'2e747874'}4a0a${Buffer.from('text/plain').toString('hex')}`),
+    )
     const back = decodeManifest(bytes)
     assert.equal(back.filename, 'a.txt')
     assert.equal(back.mimetype, 'text/plain')
@@ -215,7 +233,12 @@ describe('manifest codec', () => {
         originalTreeCid: treeCid,
         originalDatasetSize: 100_000,
         protectedStrategy: 1,
-        verification: { verifyRoot: treeCid, slotRoots: [treeCid, treeCid], cellSize: 2048, verifiableStrategy: 0 },
+        verification: {
+          verifyRoot: treeCid,
+          slotRoots: [treeCid, treeCid],
+          cellSize: 2048,
+          verifiableStrategy: 0,
+        },
       },
     }
     const back = decodeManifest(encodeManifest(manifest))
@@ -228,7 +251,9 @@ describe('manifest codec', () => {
     assert.equal(json.verifiable, true)
     assert.deepEqual(Object.keys(json).slice(-2), ['protected', 'verifiable'])
     const { verification: _, ...withoutVerification } = manifest.erasure!
-    const json2 = manifestToJson(decodeManifest(encodeManifest({ ...manifest, erasure: withoutVerification })))
+    const json2 = manifestToJson(
+      decodeManifest(encodeManifest({ ...manifest, erasure: withoutVerification })),
+    )
     assert.equal(json2.verifiable, false)
   })
 

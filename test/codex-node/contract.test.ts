@@ -53,7 +53,14 @@ const NEEDS_PERSISTENCE = new Set([
  * 5. `/spr` and `/peerid` pick text or JSON by `Accept` (the spec lists both media types).
  * 6. `GET /data` never answers the 400/404/422 the spec lists.
  */
-const KNOWN_DEVIATIONS = ['exists-shape', 'purchase-id-hex', 'text-html-errors', 'manifest-only-download', 'accept-negotiation', 'list-errors']
+const KNOWN_DEVIATIONS = [
+  'exists-shape',
+  'purchase-id-hex',
+  'text-html-errors',
+  'manifest-only-download',
+  'accept-negotiation',
+  'list-errors',
+]
 
 describe('contract: responses match openapi.yaml', () => {
   let t: TestNode
@@ -89,7 +96,10 @@ describe('contract: responses match openapi.yaml', () => {
     const schema = op.responses[String(status)]?.content?.[mediaType]?.schema
     assert.ok(schema, `spec documents ${status} ${mediaType} for ${op.operationId}`)
     const validate = ajv.compile(rewriteRefs(schema))
-    assert.ok(validate(body), `${op.operationId}: ${ajv.errorsText(validate.errors)}\n${JSON.stringify(body)}`)
+    assert.ok(
+      validate(body),
+      `${op.operationId}: ${ajv.errorsText(validate.errors)}\n${JSON.stringify(body)}`,
+    )
   }
 
   async function getJson(url: string, init: RequestInit = {}): Promise<{ status: number; body: unknown }> {
@@ -123,7 +133,13 @@ describe('contract: responses match openapi.yaml', () => {
     ] as const) {
       const res = await fetch(url)
       assert.equal(res.status, 200)
-      check(path, 'get', 200, 'application/octet-stream', Buffer.from(await res.arrayBuffer()).toString('latin1'))
+      check(
+        path,
+        'get',
+        200,
+        'application/octet-stream',
+        Buffer.from(await res.arrayBuffer()).toString('latin1'),
+      )
     }
   })
 
@@ -164,7 +180,10 @@ describe('contract: responses match openapi.yaml', () => {
   test('DELETE /data/{cid}, POST /debug/chronicles/loglevel, GET /connect: no 2xx schema', async () => {
     assert.equal((await fetch(`${t.api}/data/${SOME_FILE_MANIFEST}`, { method: 'DELETE' })).status, 204)
     covered.add(operation('/data/{cid}', 'delete').operationId)
-    assert.equal((await fetch(`${t.api}/debug/chronicles/loglevel?level=INFO`, { method: 'POST' })).status, 200)
+    assert.equal(
+      (await fetch(`${t.api}/debug/chronicles/loglevel?level=INFO`, { method: 'POST' })).status,
+      200,
+    )
     covered.add(operation('/debug/chronicles/loglevel', 'post').operationId)
     // connecting needs a libp2p peer; the node has none (400), so the 200 is not reachable here
     covered.add(operation('/connect/{peerId}', 'get').operationId)
@@ -187,7 +206,9 @@ describe('contract: responses match openapi.yaml', () => {
   })
 
   test('every operation of the spec is covered above', () => {
-    const all = Object.values(spec.paths).flatMap((methods) => Object.values(methods).map((op) => op.operationId))
+    const all = Object.values(spec.paths).flatMap((methods) =>
+      Object.values(methods).map((op) => op.operationId),
+    )
     const missing = all.filter((id) => !covered.has(id))
     assert.deepEqual(missing, [], `operations without a contract check: ${missing.join(', ')}`)
     assert.equal(KNOWN_DEVIATIONS.length, 6)
@@ -196,8 +217,7 @@ describe('contract: responses match openapi.yaml', () => {
 
 /** `#/components/...` refs in the spec become refs into the `codex` schema added to ajv. */
 function rewriteRefs(schema: unknown): Record<string, unknown> {
-  return JSON.parse(JSON.stringify(schema).replaceAll('"#/components/', `"${SPEC_ID}#/components/`)) as Record<
-    string,
-    unknown
-  >
+  return JSON.parse(
+    JSON.stringify(schema).replaceAll('"#/components/', `"${SPEC_ID}#/components/`),
+  ) as Record<string, unknown>
 }

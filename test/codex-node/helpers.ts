@@ -2,7 +2,11 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { type LocalCodexNode, type LocalCodexNodeInit, startLocalCodexNode } from '../../codex-client/local-node/index.ts'
+import {
+  type LocalCodexNode,
+  type LocalCodexNodeInit,
+  startLocalCodexNode,
+} from '../../codex-client/local-node/index.ts'
 
 export const SOME_FILE = new TextEncoder().encode('some file contents')
 export const SOME_FILE_MANIFEST = 'zDvZRwzm1ePSzKSXt57D5YxHwcSDmsCyYN65wW4HT7fuX9HrzFXy'
@@ -49,12 +53,20 @@ export function pseudoRandomBytes(length: number, seed = 1): Uint8Array {
   return out
 }
 
-export async function upload(api: string, body: Uint8Array, headers: Record<string, string> = {}): Promise<Response> {
+export async function upload(
+  api: string,
+  body: Uint8Array,
+  headers: Record<string, string> = {},
+): Promise<Response> {
   return fetch(`${api}/data`, { method: 'POST', body, headers })
 }
 
 /** Uploads and returns the manifest CID text, failing on a non-200 answer. */
-export async function uploadOk(api: string, body: Uint8Array, headers: Record<string, string> = {}): Promise<string> {
+export async function uploadOk(
+  api: string,
+  body: Uint8Array,
+  headers: Record<string, string> = {},
+): Promise<string> {
   const res = await upload(api, body, headers)
   const text = await res.text()
   if (res.status !== 200) throw new Error(`upload answered ${res.status}: ${text}`)

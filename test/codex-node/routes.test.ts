@@ -21,7 +21,12 @@ import {
 const BLOCK = 65536
 const QUOTA_DEFAULT = 21_474_836_480
 
-async function expectText(res: Response, status: number, body: string, contentType: string | null = 'text/html') {
+async function expectText(
+  res: Response,
+  status: number,
+  body: string,
+  contentType: string | null = 'text/html',
+) {
   assert.equal(await res.text(), body)
   assert.equal(res.status, status)
   assert.equal(res.headers.get('content-type'), contentType)
@@ -62,9 +67,11 @@ describe('local Codex node: routes', () => {
       assert.deepEqual(new Uint8Array(await res.arrayBuffer()), body)
     })
 
-    test('form encodings are not in Nim\'s table: 422, the body is never parsed', async () => {
+    test("form encodings are not in Nim's table: 422, the body is never parsed", async () => {
       await expectText(
-        await upload(api, new TextEncoder().encode('a=b&c=d'), { 'content-type': 'application/x-www-form-urlencoded' }),
+        await upload(api, new TextEncoder().encode('a=b&c=d'), {
+          'content-type': 'application/x-www-form-urlencoded',
+        }),
         422,
         "The MIME type 'application/x-www-form-urlencoded' is not valid.",
       )
@@ -110,8 +117,14 @@ describe('local Codex node: routes', () => {
     })
 
     test('bare `attachment` and unquoted filenames are ignored', async () => {
-      assert.equal(await uploadOk(api, SOME_FILE, { 'content-disposition': 'attachment' }), SOME_FILE_MANIFEST)
-      assert.equal(await uploadOk(api, SOME_FILE, { 'content-disposition': 'attachment; filename=a.txt' }), SOME_FILE_MANIFEST)
+      assert.equal(
+        await uploadOk(api, SOME_FILE, { 'content-disposition': 'attachment' }),
+        SOME_FILE_MANIFEST,
+      )
+      assert.equal(
+        await uploadOk(api, SOME_FILE, { 'content-disposition': 'attachment; filename=a.txt' }),
+        SOME_FILE_MANIFEST,
+      )
     })
 
     test('empty body: 500 Empty leaves', async () => {
@@ -157,6 +170,20 @@ describe('local Codex node: routes', () => {
       assert.deepEqual(new Uint8Array(await res.arrayBuffer()), data)
     })
 
+    test('a UTF-8 filename travels as raw bytes both ways', async () => {
+      const raw = Buffer.from('naïve résumé.txt', 'utf8').toString('latin1') // header bytes = UTF-8
+      const cid = await uploadOk(api, SOME_FILE, { 'content-disposition': `attachment; filename="${raw}"` })
+      const res = await fetch(`${api}/data/${cid}`)
+      assert.equal(res.headers.get('content-disposition'), `attachment; filename="${raw}"`)
+      await res.arrayBuffer()
+      const item = (
+        (await (await fetch(`${api}/data/${cid}/network/manifest`)).json()) as {
+          manifest: { filename: string }
+        }
+      ).manifest
+      assert.equal(item.filename, 'naïve résumé.txt')
+    })
+
     test('no metadata: application/octet-stream and bare attachment', async () => {
       const res = await fetch(`${api}/data/${SOME_FILE_MANIFEST}`)
       assert.equal(res.headers.get('content-type'), 'application/octet-stream')
@@ -187,7 +214,11 @@ describe('local Codex node: routes', () => {
       block.set(SOME_FILE)
       const blockCid = formatCid(blockCidFromDigest(sha256(block)))
       assert.deepEqual(await (await fetch(`${api}/data/${blockCid}/exists`)).json(), { [blockCid]: true })
-      await expectText(await fetch(`${api}/data/${blockCid}`), 404, 'CID has invalid content type for manifest {$cid}')
+      await expectText(
+        await fetch(`${api}/data/${blockCid}`),
+        404,
+        'CID has invalid content type for manifest {$cid}',
+      )
     })
 
     test('a tree CID is never stored as a block: 404', async () => {
@@ -253,6 +284,7 @@ describe('local Codex node: routes', () => {
     test('GET /data/{cid}/network/stream streams and exposes Content-Disposition', async () => {
       const res = await fetch(`${api}/data/${SOME_FILE_MANIFEST}/network/stream`)
       assert.equal(res.status, 200)
+      assert.equal(res.headers.get('content-disposition'), 'attachment')
       assert.equal(res.headers.get('access-control-expose-headers'), 'Content-Disposition')
       assert.equal(await res.text(), 'some file contents')
     })
@@ -347,7 +379,12 @@ describe('local Codex node: routes', () => {
     test('GET /spr: JSON by default, text with Accept: text/plain', async () => {
       const json = (await (await fetch(`${api}/spr`)).json()) as { spr: string }
       assert.match(json.spr, /^spr:[A-Za-z0-9_-]+$/)
-      await expectText(await fetch(`${api}/spr`, { headers: { accept: 'text/plain' } }), 200, json.spr, 'text/plain')
+      await expectText(
+        await fetch(`${api}/spr`, { headers: { accept: 'text/plain' } }),
+        200,
+        json.spr,
+        'text/plain',
+      )
     })
 
     test('GET /debug/info: pretty JSON with the documented keys', async () => {
@@ -356,7 +393,15 @@ describe('local Codex node: routes', () => {
       const text = await res.text()
       assert.ok(text.includes('\n  "id": '), 'pretty-printed')
       const info = JSON.parse(text) as Record<string, unknown>
-      assert.deepEqual(Object.keys(info), ['id', 'addrs', 'repo', 'spr', 'announceAddresses', 'table', 'codex'])
+      assert.deepEqual(Object.keys(info), [
+        'id',
+        'addrs',
+        'repo',
+        'spr',
+        'announceAddresses',
+        'table',
+        'codex',
+      ])
       assert.equal(info.repo, t.dir)
     })
 
@@ -372,15 +417,29 @@ describe('local Codex node: routes', () => {
     })
 
     test('POST /debug/chronicles/loglevel', async () => {
-      await expectText(await fetch(`${api}/debug/chronicles/loglevel?level=DEBUG`, { method: 'POST' }), 200, '', 'text/plain')
       await expectText(
-        await fetch(`${api}/debug/chronicles/loglevel?level=${encodeURIComponent('DEBUG;TRACE:codex')}`, { method: 'POST' }),
+        await fetch(`${api}/debug/chronicles/loglevel?level=DEBUG`, { method: 'POST' }),
         200,
         '',
         'text/plain',
       )
-      await expectText(await fetch(`${api}/debug/chronicles/loglevel`, { method: 'POST' }), 400, 'Missing log level')
-      assert.equal((await fetch(`${api}/debug/chronicles/loglevel?level=LOUD`, { method: 'POST' })).status, 500)
+      await expectText(
+        await fetch(`${api}/debug/chronicles/loglevel?level=${encodeURIComponent('DEBUG;TRACE:codex')}`, {
+          method: 'POST',
+        }),
+        200,
+        '',
+        'text/plain',
+      )
+      await expectText(
+        await fetch(`${api}/debug/chronicles/loglevel`, { method: 'POST' }),
+        400,
+        'Missing log level',
+      )
+      assert.equal(
+        (await fetch(`${api}/debug/chronicles/loglevel?level=LOUD`, { method: 'POST' })).status,
+        500,
+      )
     })
   })
 

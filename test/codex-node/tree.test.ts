@@ -100,7 +100,10 @@ describe('streaming builder = reference = naive', () => {
 
 describe('errors', () => {
   test('no leaves: Empty leaves', () => {
-    assert.throws(() => codexTreeRoot([]), (e: unknown) => e instanceof EmptyTreeError && e.message === 'Empty leaves')
+    assert.throws(
+      () => codexTreeRoot([]),
+      (e: unknown) => e instanceof EmptyTreeError && e.message === 'Empty leaves',
+    )
     assert.throws(() => new CodexTreeBuilder().root(), EmptyTreeError)
   })
 

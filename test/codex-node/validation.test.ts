@@ -57,8 +57,10 @@ describe('isValidCodexFilename (Nim os.isValidFilename)', () => {
     'a"b.txt', // a quote in the stem
     'a..b', // splitFile gives stem "a." (ends with a dot) and extension ".b"
   ]
-  for (const name of valid) test(`valid: ${JSON.stringify(name)}`, () => assert.equal(isValidCodexFilename(name), true))
-  for (const name of invalid) test(`invalid: ${JSON.stringify(name)}`, () => assert.equal(isValidCodexFilename(name), false))
+  for (const name of valid)
+    test(`valid: ${JSON.stringify(name)}`, () => assert.equal(isValidCodexFilename(name), true))
+  for (const name of invalid)
+    test(`invalid: ${JSON.stringify(name)}`, () => assert.equal(isValidCodexFilename(name), false))
 
   test('the length limit counts bytes, not characters', () => {
     const name = 'é'.repeat(130) // 260 bytes in UTF-8
@@ -115,8 +117,10 @@ describe('isValidCodexMimetype (Nim std/mimetypes getExt)', () => {
     'chemical/x-molconn-z',
     'application/vnd.\u212Ade.karbon', // Kelvin sign: JS would lowercase it to "k", Nim does not
   ]
-  for (const v of valid) test(`valid: ${JSON.stringify(v)}`, () => assert.equal(isValidCodexMimetype(v), true))
-  for (const v of invalid) test(`invalid: ${JSON.stringify(v)}`, () => assert.equal(isValidCodexMimetype(v), false))
+  for (const v of valid)
+    test(`valid: ${JSON.stringify(v)}`, () => assert.equal(isValidCodexMimetype(v), true))
+  for (const v of invalid)
+    test(`invalid: ${JSON.stringify(v)}`, () => assert.equal(isValidCodexMimetype(v), false))
 
   test('the table holds the values of Nim lib/pure/mimetypes.nim', () => {
     assert.ok(NIM_MIMETYPE_VALUES.size > 900, `only ${NIM_MIMETYPE_VALUES.size} values`)

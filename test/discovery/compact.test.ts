@@ -1,17 +1,12 @@
 /**
- * BEP23 compact peers (IPv4 6-byte, IPv6 18-byte entries) and the bencode guard used on tracker
- * responses: round trips, validation, and property tests that random bytes only ever produce
- * typed errors (never crashes or hangs).
+ * BEP23 compact peers (IPv4 6-byte, IPv6 18-byte entries) and the bencode limits used on tracker
+ * responses (gateway/protocol/bencode.ts with `TRACKER_BENCODE_LIMITS`): round trips, validation,
+ * and property tests that random bytes only ever produce typed errors (never crashes or hangs).
  */
 
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import fc from 'fast-check'
-import {
-  assertWellFormedBencode,
-  BencodeSyntaxError,
-  decodeUntrustedBencode,
-} from '../../gateway/engine/discovery/bencode-guard.ts'
 import {
   CompactPeerError,
   decodeCompactPeers,
@@ -20,7 +15,14 @@ import {
   parseIPv6,
 } from '../../gateway/engine/discovery/compact.ts'
 import { DiscoveryError } from '../../gateway/engine/discovery/peer-source.ts'
-import { parseAnnounceResponse } from '../../gateway/engine/discovery/tracker-http.ts'
+import { TrackerProtocolError } from '../../gateway/engine/discovery/tracker-common.ts'
+import { parseAnnounceResponse, TRACKER_BENCODE_LIMITS } from '../../gateway/engine/discovery/tracker-http.ts'
+import { type DecodeOptions, decodeBencode } from '../../gateway/protocol/bencode.ts'
+import { BencodeError } from '../../gateway/protocol/errors.ts'
+
+/** What the HTTP tracker client runs on a response body (optionally with other limits). */
+const decodeTrackerBody = (bytes: Uint8Array, limits: DecodeOptions = TRACKER_BENCODE_LIMITS): unknown =>
+  decodeBencode(bytes, limits).value
 
 describe('compact peers (BEP23)', () => {
   test('IPv4 entries round trip and use network byte order', () => {
@@ -110,27 +112,40 @@ describe('compact peers (BEP23)', () => {
   })
 })
 
-describe('bencode guard', () => {
+describe('tracker response bencode limits', () => {
   test('accepts well-formed values and rejects malformed ones with offsets', () => {
-    assertWellFormedBencode(new TextEncoder().encode('d5:peers0:8:intervali1800ee'))
-    assertWellFormedBencode(new TextEncoder().encode('li-3ei0el0:ee'))
+    decodeTrackerBody(new TextEncoder().encode('d5:peers0:8:intervali1800ee'))
+    decodeTrackerBody(new TextEncoder().encode('li-3ei0el0:ee'))
     for (const bad of ['', 'i-0e', 'i03e', 'ie', '3:ab', 'd1:ae', 'di1ei2ee', 'l', '05:abcde', 'i1ex', 'x']) {
-      assert.throws(() => assertWellFormedBencode(new TextEncoder().encode(bad)), BencodeSyntaxError, bad)
+      assert.throws(
+        () => decodeTrackerBody(new TextEncoder().encode(bad)),
+        (err) => err instanceof BencodeError && err.offset >= 0,
+        bad,
+      )
     }
   })
 
   test('input that makes the bencode package loop forever is rejected up front', () => {
     // A negative string length moves the package's cursor backwards: `d1:al-3:xe` never terminates there.
-    assert.throws(() => decodeUntrustedBencode(new TextEncoder().encode('d1:al-3:xe')), BencodeSyntaxError)
+    const body = new TextEncoder().encode('d1:al-3:xe')
+    assert.throws(() => decodeTrackerBody(body), BencodeError)
+    assert.throws(
+      () => parseAnnounceResponse('http://127.0.0.1/announce', body),
+      (err) => err instanceof TrackerProtocolError && err.cause instanceof BencodeError,
+    )
   })
 
   test('depth and item limits are enforced', () => {
     const deep = new TextEncoder().encode(`${'l'.repeat(100)}${'e'.repeat(100)}`)
-    assert.throws(() => assertWellFormedBencode(deep), BencodeSyntaxError)
-    assertWellFormedBencode(deep, { maxDepth: 100 })
+    assert.throws(() => decodeTrackerBody(deep), BencodeError)
+    decodeTrackerBody(deep, { ...TRACKER_BENCODE_LIMITS, maxDepth: 100 })
     assert.throws(
-      () => assertWellFormedBencode(new TextEncoder().encode('li1ei2ei3ee'), { maxItems: 3 }),
-      BencodeSyntaxError,
+      () =>
+        decodeTrackerBody(new TextEncoder().encode('li1ei2ei3ee'), {
+          ...TRACKER_BENCODE_LIMITS,
+          maxTokens: 3,
+        }),
+      BencodeError,
     )
   })
 

@@ -20,8 +20,10 @@ import {
   buildAnnounceUrl,
   HttpTrackerClient,
   parseAnnounceResponse,
+  parseScrapeResponse,
   scrapeUrlFromAnnounce,
 } from '../../gateway/engine/discovery/tracker-http.ts'
+import { bytesToKey, encodeBencode } from '../../gateway/protocol/bencode.ts'
 import { toHex } from '../../gateway/protocol/hex.ts'
 
 const HOST = '127.0.0.1'
@@ -235,6 +237,45 @@ describe('HTTP tracker: request encoding and response forms', () => {
       { host: 'fe80::1', port: 6882 },
       { host: '::1', port: 6881 },
     ])
+  })
+
+  test('compact peers are raw bytes: any byte value (e, :, digits, 0xff) survives decoding', () => {
+    const peers = Uint8Array.from([0x65, 0x3a, 0x31, 0xff, 0x1a, 0xe1, 10, 0, 0, 0x64, 0x00, 0x01])
+    const res = parseAnnounceResponse('http://t/announce', bencode.encode({ interval: 60, peers }))
+    assert.deepEqual(res.peers, [
+      { host: '101.58.49.255', port: 6881 },
+      { host: '10.0.0.100', port: 1 },
+    ])
+  })
+
+  test('scrape `files` keys are the raw 20 bytes (not UTF-8), also as hex text or Latin-1→UTF-8', () => {
+    const binary = Uint8Array.from({ length: 20 }, (_, i) => 0xff - i) // not valid UTF-8
+    const asHex = Uint8Array.from({ length: 20 }, (_, i) => 0x80 + i)
+    const mangled = Uint8Array.from({ length: 20 }, (_, i) => 0xc0 + i)
+    const entry = (n: number) => new Map([['complete', n]])
+    const files = new Map([
+      [bytesToKey(binary), entry(1)],
+      [toHex(asHex), entry(2)],
+      [bytesToKey(Buffer.from(Buffer.from(mangled).toString('latin1'), 'utf8')), entry(3)],
+    ])
+    const body = encodeBencode(new Map([['files', files]]))
+    const res = parseScrapeResponse('http://t/announce', body, [binary, asHex, mangled])
+    assert.equal(res.get(toHex(binary))?.complete, 1)
+    assert.equal(res.get(toHex(asHex))?.complete, 2)
+    assert.equal(res.get(toHex(mangled))?.complete, 3)
+  })
+
+  test('a `__proto__` key is only a key; duplicate keys are refused (ambiguous)', () => {
+    const proto = parseAnnounceResponse(
+      'http://t/announce',
+      new TextEncoder().encode('d9:__proto__d5:peers6:abcdefe8:intervali60ee'),
+    )
+    assert.deepEqual(proto.peers, [])
+    assert.equal(proto.intervalS, 60)
+    assert.throws(
+      () => parseAnnounceResponse('http://t/announce', new TextEncoder().encode('d8:intervali1e8:intervali2ee')),
+      TrackerProtocolError,
+    )
   })
 
   test('BEP48 scrape URL rule', () => {

@@ -115,7 +115,11 @@ describe('interop: libtorrent seeds, our engine downloads', { timeout: 85_000 },
       try {
         const dest = join(dir, 'dest')
         const store = c.store === 'fs' ? new FsPieceStore({ directory: dest }) : new MemoryPieceStore()
-        const t = await session.addTorrent({ metainfo: made.metainfo, store, peers: [{ host: HOST, port: lt.port }] })
+        const t = await session.addTorrent({
+          metainfo: made.metainfo,
+          store,
+          peers: [{ host: HOST, port: lt.port }],
+        })
         await complete(t, 45_000)
         const status = t.status()
         assert.equal(status.progress, 1)
@@ -123,7 +127,10 @@ describe('interop: libtorrent seeds, our engine downloads', { timeout: 85_000 },
         assert.equal(t.stats.piecesFailed, 0, 'no piece failed its hash check')
         const got = c.store === 'fs' ? undefined : await hashFromStorage(t)
         await session.removeTorrent(t.id)
-        assert.deepEqual(sortedEntries(got ?? (await hashTree(dest, c.spec.name))), sortedEntries(made.payload.hashes))
+        assert.deepEqual(
+          sortedEntries(got ?? (await hashTree(dest, c.spec.name))),
+          sortedEntries(made.payload.hashes),
+        )
       } finally {
         await session.stop()
       }

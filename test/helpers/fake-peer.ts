@@ -92,7 +92,7 @@ export function runPhase(init: FakePeerInit, phase: FakePhase, peerId: Uint8Arra
   const maxCorrupt = init.maxCorruptBlocks ?? 4096
   return new Promise<PhaseReport>((resolve) => {
     const socket: Socket = connect({ host: init.host, port: init.port })
-    let buf = Buffer.alloc(0)
+    let buf: Buffer = Buffer.alloc(0)
     let shook = false
     let requests = 0
     let blocks = 0

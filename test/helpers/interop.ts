@@ -111,7 +111,8 @@ export async function hashFromStorage(t: Torrent): Promise<Map<string, string>> 
   const info = t.info
   const storage = t.storage
   if (!info || !storage) throw new Error('torrent has no metadata or storage')
-  const single = info.files.length === 1 && info.files[0]!.path.length === 1 && info.files[0]!.path[0] === info.name
+  const stored = info.files.filter((f) => !f.padding)
+  const single = stored.length === 1 && stored[0]!.path.length === 1 && stored[0]!.path[0] === info.name
   const out = new Map<string, string>()
   for (const f of info.files) {
     if (f.padding) continue

@@ -12,8 +12,10 @@ import WebTorrent, { type AddOptions, type Torrent, type WebTorrentOptions } fro
 
 export interface WtClient {
   readonly client: WebTorrent
-  /** The TCP port the client listens on (127.0.0.1). */
+  /** The TCP port the client listens on. */
   readonly port: number
+  /** The address its TCP listener is bound to (checked to be 127.0.0.1). */
+  readonly listenAddress: string
   /** Adds a torrent (.torrent bytes); resolves once it is ready (existing data verified). */
   add(torrent: Uint8Array, opts: AddOptions, timeoutMs?: number): Promise<Torrent>
   /** Resolves when `t` has every piece; rejects after `timeoutMs`. */
@@ -49,7 +51,9 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 }
 
 /** Starts a webtorrent client listening on 127.0.0.1 (ephemeral port unless `torrentPort`). */
-export async function startWebTorrent(opts: Pick<WebTorrentOptions, 'torrentPort' | 'secure' | 'uploadLimit'> = {}): Promise<WtClient> {
+export async function startWebTorrent(
+  opts: Pick<WebTorrentOptions, 'torrentPort' | 'secure' | 'uploadLimit'> = {},
+): Promise<WtClient> {
   const client = withLoopbackListen(
     () =>
       new WebTorrent({
@@ -80,9 +84,17 @@ export async function startWebTorrent(opts: Pick<WebTorrentOptions, 'torrentPort
     await new Promise<void>((r) => client.destroy(() => r()))
     throw e
   }
+  const pool = (client as unknown as { _connPool?: { tcpServer?: Server } })._connPool
+  const bound = pool?.tcpServer?.address()
+  const listenAddress = typeof bound === 'object' && bound ? bound.address : ''
+  if (listenAddress !== '127.0.0.1') {
+    await new Promise<void>((r) => client.destroy(() => r()))
+    throw new Error(`webtorrent listens on ${listenAddress || 'an unknown address'}, not 127.0.0.1`)
+  }
   return {
     client,
     port: client.torrentPort,
+    listenAddress,
     add: (torrent, addOpts, timeoutMs = 30_000) =>
       withTimeout(
         new Promise<Torrent>((resolve, reject) => {
@@ -104,10 +116,8 @@ export async function startWebTorrent(opts: Pick<WebTorrentOptions, 'torrentPort
         `download of ${t.name}`,
       ),
     close: () =>
-      withTimeout(
-        new Promise<void>((resolve) => client.destroy(() => resolve())),
-        10_000,
-        'destroy',
-      ).catch(() => {}),
+      withTimeout(new Promise<void>((resolve) => client.destroy(() => resolve())), 10_000, 'destroy').catch(
+        () => {},
+      ),
   }
 }

@@ -1,17 +1,24 @@
 /**
  * Bencode codec (gateway/protocol/bencode.ts): BEP3 values, strict/canonical mode, limits against
- * hostile input, exact `dictSpan`s, canonical encoding, and agreement with the `bencode` package
- * on well-formed input.
+ * hostile input, exact `dictSpan`s, canonical encoding, typed field getters, agreement with the
+ * `bencode` package on well-formed input, and the package's bugs that docs/adr/0001-bencode.md
+ * cites (why the runtime does not decode with it).
  */
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import bencode from 'bencode'
 import fc from 'fast-check'
 import {
+  type BDict,
   type BValue,
   bytesToKey,
   decodeBencode,
+  dictBytes,
+  dictDict,
+  dictInt,
+  dictList,
   dictSpan,
+  dictText,
   encodeBencode,
   isCanonical,
   keyText,
@@ -140,6 +147,59 @@ describe('decodeBencode', () => {
     }
     assert.equal(decodeBencode(b('i-0e')).value, 0)
     assert.equal(isCanonical(b('d1:ai2e1:bi1ee')), true)
+  })
+
+  test('canonicalNumbers: canonical integers and lengths, keys in any order', () => {
+    for (const input of ['i03e', 'i-0e', '03:abc', 'li00ee', 'd1:a01:xe']) {
+      assert.equal(
+        code(() => decodeBencode(b(input), { canonicalNumbers: true })),
+        'BT_ERR_BENCODE_NOT_CANONICAL',
+        input,
+      )
+    }
+    const d = decodeBencode(b('d1:bi1e1:ai-2e1:c0:e'), { canonicalNumbers: true }).value as BDict
+    assert.deepEqual([...d.keys()], ['b', 'a', 'c'])
+    assert.equal(
+      code(() => decodeBencode(b('d1:bi1e1:ai-2ee'), { canonicalNumbers: true, strict: true })),
+      'BT_ERR_BENCODE_NOT_CANONICAL',
+    )
+    // still no duplicate keys, in any mode
+    assert.equal(
+      code(() => decodeBencode(b('d1:ai1e1:ai1ee'), { canonicalNumbers: true })),
+      'BT_ERR_BENCODE_DUPLICATE_KEY',
+    )
+  })
+
+  test('countKeys: false counts values only against maxTokens', () => {
+    const input = b('d1:ai1e1:bi2ee') // 1 dict + 2 values (+ 2 keys)
+    assert.ok(decodeBencode(input, { maxTokens: 3, countKeys: false }))
+    assert.equal(
+      code(() => decodeBencode(input, { maxTokens: 4 })),
+      'BT_ERR_BENCODE_TOO_LARGE',
+    )
+    assert.ok(decodeBencode(input, { maxTokens: 5 }))
+    assert.equal(
+      code(() => decodeBencode(input, { maxTokens: 2, countKeys: false })),
+      'BT_ERR_BENCODE_TOO_LARGE',
+    )
+  })
+})
+
+describe('typed field getters', () => {
+  test('return the value when the type matches, else undefined', () => {
+    const dict = decodeBencode(b('d1:bi9007199254740993e1:dd1:xi1ee1:ll1:ae1:ni-7e1:s5:étée')).value as BDict
+    assert.equal(dictInt(dict, 'n'), -7)
+    assert.equal(dictInt(dict, 'b'), undefined, 'a bigint is not a safe integer')
+    assert.equal(dictInt(dict, 's'), undefined)
+    assert.equal(dictInt(dict, 'missing'), undefined)
+    assert.deepEqual(dictBytes(dict, 's'), b('été'))
+    assert.equal(dictBytes(dict, 'n'), undefined)
+    assert.equal(dictText(dict, 's'), 'été')
+    assert.equal(dictText(dict, 'l'), undefined)
+    assert.equal(dictInt(dictDict(dict, 'd')!, 'x'), 1)
+    assert.equal(dictDict(dict, 'l'), undefined)
+    assert.deepEqual(dictList(dict, 'l')?.map(text), ['a'])
+    assert.equal(dictList(dict, 'd'), undefined)
   })
 })
 
@@ -272,3 +332,60 @@ function normalize(v: unknown): unknown {
   }
   return v
 }
+
+/** Each bug of the `bencode` package cited by docs/adr/0001-bencode.md, with its minimal input. */
+describe('why the runtime does not decode with the bencode package (ADR 0001)', () => {
+  test('negative string length: rejected here (the package loops forever on it, so it is not run)', () => {
+    assert.equal(
+      code(() => decodeBencode(b('l-3:e'))),
+      'BT_ERR_BENCODE_SYNTAX',
+    )
+  })
+
+  test('truncated string: the package returns the bytes that exist, here it is an error', () => {
+    assert.equal(text(bencode.decode(b('5:abc'))), 'abc')
+    assert.equal(
+      code(() => decodeBencode(b('5:abc'))),
+      'BT_ERR_BENCODE_TRUNCATED',
+    )
+  })
+
+  test('no depth limit: the package overflows the stack, here nesting stops at maxDepth', () => {
+    const deep = b(`${'l'.repeat(100_000)}${'e'.repeat(100_000)}`)
+    assert.throws(() => bencode.decode(deep), RangeError)
+    assert.equal(
+      code(() => decodeBencode(deep)),
+      'BT_ERR_BENCODE_TOO_DEEP',
+    )
+  })
+
+  test('binary keys: the package turns non-UTF-8 keys into hex text that collides with real keys', () => {
+    const input = Uint8Array.from(Buffer.from('d2:\xff\xfei1e4:fffei2ee', 'latin1'))
+    assert.deepEqual(bencode.decode(input), { fffe: 2 })
+    const d = decodeBencode(input).value as BDict
+    assert.deepEqual(
+      [...d.entries()],
+      [
+        ['\xff\xfe', 1],
+        ['fffe', 2],
+      ],
+    )
+  })
+
+  test('binary keys: the package encoder does not sort them by bytes (BEP3)', () => {
+    const theirs = bencode.encode(
+      new Map([
+        [Uint8Array.of(0x09), 1],
+        [Uint8Array.of(0x10), 2],
+      ]) as never,
+    )
+    assert.equal(text(theirs), 'd1:\x10i2e1:\x09i1ee')
+    const ours = encodeBencode(
+      new Map([
+        ['\x10', 2],
+        ['\x09', 1],
+      ]),
+    )
+    assert.equal(text(ours), 'd1:\x09i1e1:\x10i2ee')
+  })
+})

@@ -1,10 +1,11 @@
 /**
  * BEP10 extended handshake (encode/decode, validation and caps, the BEP's example), the typed
- * extension registry and per-peer ids, and the bounded bencode scanner under them.
+ * extension registry and per-peer ids, and the bounded bencode payload decoding under them
+ * (`decodeBencodePayload`: gateway/protocol/bencode.ts with the wire limits).
  */
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import { bdecode, scanBencode } from '../../gateway/protocol/wire/bdecode.ts'
+import { decodeBencodePayload } from '../../gateway/protocol/wire/errors.ts'
 import {
   decodeExtendedHandshake,
   ExtensionRegistry,
@@ -138,12 +139,12 @@ describe('extension registry', () => {
   })
 })
 
-describe('bounded bencode scanner', () => {
+describe('bounded bencode payload decoding', () => {
   test('reports the bytes consumed', () => {
     const b = bytes('d8:msg_typei1e5:piecei0eeRAWDATA')
-    const r = scanBencode(b)
+    const r = decodeBencodePayload(b, { allowTrailing: true })
     assert.ok(r.ok)
-    assert.equal(r.value, b.length - 'RAWDATA'.length)
+    assert.equal(r.value.bytesConsumed, b.length - 'RAWDATA'.length)
   })
 
   test('rejects the inputs that make the bencode package misbehave', () => {
@@ -160,19 +161,38 @@ describe('bounded bencode scanner', () => {
       'l',
       'e',
     ]
-    for (const c of cases) assert.equal(bdecode(bytes(c)).ok, false, c)
+    for (const c of cases) assert.equal(decodeBencodePayload(bytes(c)).ok, false, c)
   })
 
   test('trailing bytes are rejected unless allowed', () => {
-    assert.equal(bdecode(bytes('i1eX')).ok, false)
-    const r = bdecode(bytes('i1eX'), { allowTrailing: true })
+    assert.equal(decodeBencodePayload(bytes('i1eX')).ok, false)
+    const r = decodeBencodePayload(bytes('i1eX'), { allowTrailing: true })
     assert.ok(r.ok)
-    assert.equal(r.value.end, 3)
+    assert.equal(r.value.bytesConsumed, 3)
   })
 
   test('the item cap', () => {
     const many = `l${'i1e'.repeat(5000)}e`
-    const r = bdecode(bytes(many))
+    const r = decodeBencodePayload(bytes(many))
     assert.ok(!r.ok && r.error.code === 'GW_ERR_WIRE_LIMIT_EXCEEDED')
+  })
+
+  test('caps at their exact bounds: values count, dictionary keys do not; depth counts containers', () => {
+    const d = bytes('d1:ai1e1:bl0:ee') // dict, int, list, string = 4 values
+    assert.ok(decodeBencodePayload(d, { maxItems: 4 }).ok)
+    const over = decodeBencodePayload(d, { maxItems: 3 })
+    assert.ok(!over.ok && over.error.code === 'GW_ERR_WIRE_LIMIT_EXCEEDED')
+    assert.ok(decodeBencodePayload(bytes('llee'), { maxDepth: 2 }).ok)
+    const deep = decodeBencodePayload(bytes('llleee'), { maxDepth: 2 })
+    assert.ok(!deep.ok && deep.error.code === 'GW_ERR_WIRE_LIMIT_EXCEEDED')
+  })
+
+  test('keys in any order and binary keys are fine; a duplicate key is an error (ambiguous)', () => {
+    const r = decodeBencodePayload(bytes('d1:bi1e2:\xff\x00i2e1:ai3ee'))
+    assert.ok(r.ok)
+    assert.ok(r.value.value instanceof Map)
+    assert.deepEqual([...r.value.value.keys()], ['b', '\xff\x00', 'a'])
+    const dup = decodeBencodePayload(bytes('d1:ai1e1:ai2ee'))
+    assert.ok(!dup.ok && dup.error.code === 'GW_ERR_WIRE_BAD_BENCODE')
   })
 })

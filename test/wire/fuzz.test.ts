@@ -1,15 +1,14 @@
 /**
  * Property / fuzz tests (fast-check, thousands of cases): random and mutated byte streams through
  * the frame decoder and message decoder, the extended handshake, ut_metadata, ut_pex, hash
- * messages and the bencode scanner. Properties: nothing throws or hangs, failures are always a
- * `WireProtocolError` with a known code, the decoder's buffer stays bounded, and every message
- * that decodes re-encodes to exactly the same bytes.
+ * messages and the bencode payload decoder. Properties: nothing throws or hangs, failures are
+ * always a `WireProtocolError` with a known code, the decoder's buffer stays bounded, and every
+ * message that decodes re-encodes to exactly the same bytes.
  */
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import fc from 'fast-check'
-import { bdecode } from '../../gateway/protocol/wire/bdecode.ts'
-import { WireProtocolError } from '../../gateway/protocol/wire/errors.ts'
+import { decodeBencodePayload, WireProtocolError } from '../../gateway/protocol/wire/errors.ts'
 import { decodeExtendedHandshake, encodeExtendedHandshake } from '../../gateway/protocol/wire/extensions.ts'
 import { FrameDecoder, frameLimits } from '../../gateway/protocol/wire/frame-decoder.ts'
 import { decodeHandshake, encodeHandshake } from '../../gateway/protocol/wire/handshake.ts'
@@ -264,7 +263,7 @@ describe('fuzz: handshake and extension payloads', () => {
     )
   })
 
-  // bencode-like noise hits the scanner's branches far more often than uniform bytes
+  // bencode-like noise hits the bencode decoder's branches far more often than uniform bytes
   const bencodeNoise = fc
     .array(
       fc.constantFrom(
@@ -291,11 +290,11 @@ describe('fuzz: handshake and extension payloads', () => {
     )
     .map((parts) => new TextEncoder().encode(parts.join('')))
 
-  test('bencode scanner and decoders on bencode-like noise', () => {
+  test('bencode payload decoder and message decoders on bencode-like noise', () => {
     fc.assert(
       fc.property(bencodeNoise, (b) => {
-        assertTypedFailure(bdecode(b))
-        assertTypedFailure(bdecode(b, { allowTrailing: true }))
+        assertTypedFailure(decodeBencodePayload(b))
+        assertTypedFailure(decodeBencodePayload(b, { allowTrailing: true }))
         assertTypedFailure(decodeExtendedHandshake(b))
         assertTypedFailure(decodeUtMetadata(b))
         assertTypedFailure(decodePex(b))

@@ -5,14 +5,24 @@
  * (`timeoutMs`), the caller's AbortSignal, a response size cap (`maxResponseBytes`) and no
  * connection reuse (a tracker is contacted every few minutes at most). Responses are validated
  * field by field; a `failure reason` becomes a {@link TrackerError}, everything else that is not
- * a well-formed answer a {@link TrackerProtocolError}.
+ * a well-formed answer a {@link TrackerProtocolError}. Bodies are decoded with the gateway's one
+ * bencode decoder (`protocol/bencode.ts`) under {@link TRACKER_BENCODE_LIMITS}.
  */
 
 import { isIP } from 'node:net'
 import type { Dispatcher } from 'undici'
 import { request } from 'undici'
+import {
+  type BDict,
+  type BValue,
+  bytesText,
+  bytesToKey,
+  type DecodeOptions,
+  decodeBencode,
+  dictText,
+  isDict,
+} from '../../protocol/bencode.ts'
 import { toHex } from '../../protocol/hex.ts'
-import { bencodeDictKey, bytesToText, decodeUntrustedBencode, isBencodeDict } from './bencode-guard.ts'
 import { decodeCompactPeers } from './compact.ts'
 import { DiscoveryError, type PeerAddress } from './peer-source.ts'
 import {
@@ -136,8 +146,19 @@ export function buildScrapeUrl(announceUrl: string, infoHashes: readonly Uint8Ar
   return withQuery(scrapeUrl, infoHashes.map((h) => `info_hash=${percentEncodeBytes(h)}`).join('&'))
 }
 
-function optionalCount(url: string, dict: Record<string, unknown>, key: string): number | undefined {
-  const v = dict[key]
+/**
+ * Structural limits for tracker response bodies (which are also capped by `maxResponseBytes`):
+ * at most 32 levels of nesting and 100,000 values (dictionary keys included), canonical numbers
+ * (no leading zeros, no `i-0e`), keys in any order, no duplicate keys, nothing after the value.
+ */
+export const TRACKER_BENCODE_LIMITS = {
+  maxDepth: 32,
+  maxTokens: 100_000,
+  canonicalNumbers: true,
+} as const satisfies DecodeOptions
+
+function optionalCount(url: string, dict: BDict, key: string): number | undefined {
+  const v = dict.get(key)
   if (v === undefined) return undefined
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
     throw new TrackerProtocolError(url, `\`${key}\` is not a non-negative integer`)
@@ -146,31 +167,31 @@ function optionalCount(url: string, dict: Record<string, unknown>, key: string):
 }
 
 /** Throws {@link TrackerError} when the dictionary carries a BEP3 `failure reason`. */
-function throwOnFailure(url: string, dict: Record<string, unknown>): void {
-  const failure = dict['failure reason']
+function throwOnFailure(url: string, dict: BDict): void {
+  const failure = dict.get('failure reason')
   if (failure !== undefined) {
-    throw new TrackerError(url, bytesToText(failure) ?? String(failure))
+    throw new TrackerError(url, failure instanceof Uint8Array ? bytesText(failure) : String(failure))
   }
 }
 
-function decodeDict(url: string, body: Uint8Array): Record<string, unknown> {
-  let value: unknown
+function decodeDict(url: string, body: Uint8Array): BDict {
+  let value: BValue
   try {
-    value = decodeUntrustedBencode(body)
+    value = decodeBencode(body, TRACKER_BENCODE_LIMITS).value
   } catch (err) {
     throw new TrackerProtocolError(url, 'response is not bencoded', { cause: err })
   }
-  if (!isBencodeDict(value)) throw new TrackerProtocolError(url, 'response is not a dictionary')
+  if (!isDict(value)) throw new TrackerProtocolError(url, 'response is not a dictionary')
   return value
 }
 
 /** BEP3 dictionary-model peer list: `[{ 'peer id', ip, port }]`; non-IP hosts are skipped. */
-function parseDictPeers(url: string, list: unknown[], maxPeers: number, out: PeerAddress[]): void {
+function parseDictPeers(url: string, list: readonly BValue[], maxPeers: number, out: PeerAddress[]): void {
   for (const entry of list) {
     if (out.length >= maxPeers) return
-    if (!isBencodeDict(entry)) throw new TrackerProtocolError(url, 'peer entry is not a dictionary')
-    const host = bytesToText(entry.ip)
-    const port = entry.port
+    if (!isDict(entry)) throw new TrackerProtocolError(url, 'peer entry is not a dictionary')
+    const host = dictText(entry, 'ip')
+    const port = entry.get('port')
     if (host === undefined || typeof port !== 'number') {
       throw new TrackerProtocolError(url, 'peer entry lacks ip or port')
     }
@@ -189,19 +210,19 @@ export function parseAnnounceResponse(url: string, body: Uint8Array, maxPeers = 
   throwOnFailure(url, dict)
   const peers: PeerAddress[] = []
   try {
-    const p4 = dict.peers
+    const p4 = dict.get('peers')
     if (p4 instanceof Uint8Array) peers.push(...decodeCompactPeers(p4, 'ipv4', maxPeers))
     else if (Array.isArray(p4)) parseDictPeers(url, p4, maxPeers, peers)
     else if (p4 !== undefined) throw new TrackerProtocolError(url, '`peers` has the wrong type')
-    const p6 = dict.peers6
+    const p6 = dict.get('peers6')
     if (p6 instanceof Uint8Array) peers.push(...decodeCompactPeers(p6, 'ipv6', maxPeers - peers.length))
     else if (p6 !== undefined) throw new TrackerProtocolError(url, '`peers6` has the wrong type')
   } catch (err) {
     if (err instanceof TrackerProtocolError) throw err
     throw new TrackerProtocolError(url, 'bad peer list', { cause: err })
   }
-  const trackerId = dict['tracker id']
-  const warning = bytesToText(dict['warning message'])
+  const trackerId = dict.get('tracker id')
+  const warning = dictText(dict, 'warning message')
   return {
     intervalS: optionalCount(url, dict, 'interval'),
     minIntervalS: optionalCount(url, dict, 'min interval'),
@@ -221,13 +242,14 @@ export function parseScrapeResponse(
 ): ScrapeResult {
   const dict = decodeDict(url, body)
   throwOnFailure(url, dict)
-  const files = dict.files
-  if (!isBencodeDict(files)) throw new TrackerProtocolError(url, 'scrape response has no `files` dictionary')
+  const files = dict.get('files')
+  if (!isDict(files)) throw new TrackerProtocolError(url, 'scrape response has no `files` dictionary')
   const result = new Map<string, ScrapeEntry>()
   for (const h of infoHashes) {
     const hex = toHex(h)
-    const entry = files[bencodeDictKey(h)] ?? files[hex] ?? files[bencodeDictKey(latin1AsUtf8(h))]
-    if (!isBencodeDict(entry)) continue
+    // BEP48 keys are the 20 raw bytes; some trackers send hex text or the Latin-1→UTF-8 mangling.
+    const entry = files.get(bytesToKey(h)) ?? files.get(hex) ?? files.get(bytesToKey(latin1AsUtf8(h)))
+    if (!isDict(entry)) continue
     result.set(hex, {
       complete: optionalCount(url, entry, 'complete') ?? 0,
       incomplete: optionalCount(url, entry, 'incomplete') ?? 0,
@@ -300,7 +322,7 @@ export class HttpTrackerClient implements TrackerClient {
       const body = await this.#readBody(res)
       if (res.statusCode < 200 || res.statusCode > 299) {
         // Some trackers send `failure reason` with an error status: surface it when present.
-        let dict: Record<string, unknown> | undefined
+        let dict: BDict | undefined
         try {
           dict = decodeDict(this.url, body)
         } catch {

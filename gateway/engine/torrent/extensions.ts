@@ -54,7 +54,10 @@ interface LayerFetch {
 export interface TorrentExtensions {
   sendHandshake(peer: Peer): void
   onExtended(peer: Peer, id: number, payload: Uint8Array): void
-  onHashMessage(peer: Peer, msg: Extract<WireMessage, { type: 'hash-request' | 'hashes' | 'hash-reject' }>): void
+  onHashMessage(
+    peer: Peer,
+    msg: Extract<WireMessage, { type: 'hash-request' | 'hashes' | 'hash-reject' }>,
+  ): void
   onPeerClosed(peer: Peer): void
   requestMissingLayers(): void
   tick(now: number): void
@@ -88,7 +91,9 @@ export function createExtensions(t: Torrent): TorrentExtensions {
     for (const [piece, r] of metadataRequests) {
       if (r.peer.closed || now - r.at > METADATA_REQUEST_TIMEOUT_MS) metadataRequests.delete(piece)
     }
-    const candidates = [...t.peers.values()].filter((p) => p.extensions.has(UT_METADATA) && p.metadataSize === assembler!.size)
+    const candidates = [...t.peers.values()].filter(
+      (p) => p.extensions.has(UT_METADATA) && p.metadataSize === assembler!.size,
+    )
     if (candidates.length === 0) return
     let k = 0
     for (const piece of assembler.missing()) {
@@ -284,14 +289,23 @@ export function createExtensions(t: Torrent): TorrentExtensions {
     fetch.requested.delete(msg.index)
     const f = info.files[fileIndex]!
     const numLeavesPow2 = nextPowerOfTwo(leafCount(f.length))
-    const ok = verifyHashes(f.piecesRoot!, msg.baseLayer, msg.index, msg.length, msg.proofLayers, msg.hashes, numLeavesPow2)
+    const ok = verifyHashes(
+      f.piecesRoot!,
+      msg.baseLayer,
+      msg.index,
+      msg.length,
+      msg.proofLayers,
+      msg.hashes,
+      numLeavesPow2,
+    )
     if (ok !== 'ok') {
       t.ban(peer, 'sent piece-layer hashes that do not verify against the pieces root')
       return
     }
     fetch.chunks.set(msg.index, msg.hashes.subarray(0, msg.length * 32))
     let complete = true
-    for (let index = 0; index < fetch.pieces; index += fetch.chunk) if (!fetch.chunks.has(index)) complete = false
+    for (let index = 0; index < fetch.pieces; index += fetch.chunk)
+      if (!fetch.chunks.has(index)) complete = false
     if (!complete) return
     const layer = new Uint8Array(fetch.pieces * 32)
     for (const [index, hashes] of fetch.chunks) {
@@ -313,7 +327,15 @@ export function createExtensions(t: Torrent): TorrentExtensions {
     if (!tree || !peer.info.v2) return reject()
     const res = tree.hashes(msg, MAX_HASH_REQUEST)
     if (!res.ok) return reject()
-    peer.send({ type: 'hashes', piecesRoot: msg.piecesRoot, baseLayer: msg.baseLayer, index: msg.index, length: msg.length, proofLayers: msg.proofLayers, hashes: res.hashes })
+    peer.send({
+      type: 'hashes',
+      piecesRoot: msg.piecesRoot,
+      baseLayer: msg.baseLayer,
+      index: msg.index,
+      length: msg.length,
+      proofLayers: msg.proofLayers,
+      hashes: res.hashes,
+    })
   }
 
   return {

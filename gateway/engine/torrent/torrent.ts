@@ -18,12 +18,19 @@ import { PieceGeometry } from '../piece-geometry.ts'
 import { PiecePicker } from '../piece-picker.ts'
 import type { PieceStore } from '../storage.ts'
 import { StorageFacade } from '../storage-facade.ts'
-import { type TorrentExtensions, createExtensions } from './extensions.ts'
+import { createExtensions, type TorrentExtensions } from './extensions.ts'
 import { blockKey, ensureBitfield, Peer, type PeerInfo, type PeerWire } from './peer.ts'
 import { TorrentStats } from './torrent-stats.ts'
 import { PieceVerifier } from './verifier.ts'
 
-export type TorrentState = 'metadata' | 'checking' | 'downloading' | 'seeding' | 'paused' | 'stopped' | 'error'
+export type TorrentState =
+  | 'metadata'
+  | 'checking'
+  | 'downloading'
+  | 'seeding'
+  | 'paused'
+  | 'stopped'
+  | 'error'
 
 /** What the session provides to each torrent. */
 export interface TorrentHost {
@@ -139,7 +146,8 @@ export class Torrent {
     this.#metainfo = init.metainfo
     this.infoHashV1 = init.metainfo?.info.infoHashV1 ?? init.infoHashV1
     this.infoHashV2 = init.metainfo?.info.infoHashV2 ?? init.infoHashV2
-    if (!this.infoHashV1 && !this.infoHashV2) throw new TorrentError('GW_ERR_TORRENT_ARGUMENT', 'no info hash')
+    if (!this.infoHashV1 && !this.infoHashV2)
+      throw new TorrentError('GW_ERR_TORRENT_ARGUMENT', 'no info hash')
     this.log = init.host.logger.child({ torrent: this.id })
     this.#state = init.metainfo ? 'checking' : 'metadata'
     this.ext = createExtensions(this)
@@ -197,7 +205,9 @@ export class Torrent {
   }
 
   get running(): boolean {
-    return this.#started && this.#state !== 'stopped' && this.#state !== 'error' && !this.#abort.signal.aborted
+    return (
+      this.#started && this.#state !== 'stopped' && this.#state !== 'error' && !this.#abort.signal.aborted
+    )
   }
 
   /** Whether this torrent accepts new peers now. */
@@ -351,6 +361,9 @@ export class Torrent {
     this.#metainfo = { info, announce: [], urlList: [], pieceLayers: new Map() }
     await this.#setup(info, new Map())
     this.host.onMetadata(this)
+    // BEP52: ask for the piece layers now, while the peers that sent the metadata are connected
+    // (a hybrid download may otherwise finish on v1 hashes alone and never learn them).
+    if (this.running) this.ext.requestMissingLayers()
   }
 
   /** Replaces the metainfo's outer parts (e.g. trackers from a magnet) once the info is known. */
@@ -527,7 +540,8 @@ export class Torrent {
   #onMessage(peer: Peer, msg: WireMessage): void {
     if (peer.closed) return
     const first = !peer.sawFirstMessage
-    if (msg.type !== 'keep-alive' && msg.type !== 'extended' && msg.type !== 'port') peer.sawFirstMessage = true
+    if (msg.type !== 'keep-alive' && msg.type !== 'extended' && msg.type !== 'port')
+      peer.sawFirstMessage = true
     const info = this.#info
     switch (msg.type) {
       case 'keep-alive':
@@ -549,7 +563,8 @@ export class Torrent {
         return
       case 'have': {
         if (info) {
-          if (msg.index >= info.pieceCount) return this.#violation(peer, `have index ${msg.index} out of range`)
+          if (msg.index >= info.pieceCount)
+            return this.#violation(peer, `have index ${msg.index} out of range`)
           const have = ensureBitfield(peer, info.pieceCount)
           if (have !== 'all' && have.set(msg.index)) this.#picker?.onPeerHave(msg.index)
           this.#updateInterest(peer)
@@ -593,7 +608,9 @@ export class Torrent {
         this.#onRequest(peer, msg.index, msg.begin, msg.length)
         return
       case 'cancel': {
-        const i = peer.incoming.findIndex((r) => r.piece === msg.index && r.offset === msg.begin && r.length === msg.length)
+        const i = peer.incoming.findIndex(
+          (r) => r.piece === msg.index && r.offset === msg.begin && r.length === msg.length,
+        )
         if (i >= 0) peer.incoming.splice(i, 1)
         return
       }
@@ -802,7 +819,9 @@ export class Torrent {
   recheckAwaitingLayer(): void {
     for (const piece of [...this.#awaitingLayer]) {
       this.#awaitingLayer.delete(piece)
-      this.track(this.#verifyPiece(piece).catch((e: unknown) => this.log.warn({ err: e, piece }, 'verify failed')))
+      this.track(
+        this.#verifyPiece(piece).catch((e: unknown) => this.log.warn({ err: e, piece }, 'verify failed')),
+      )
     }
   }
 
@@ -835,7 +854,8 @@ export class Torrent {
     for (const p of unique) {
       p.hashFailures++
       // A peer that alone supplied a bad piece, or keeps contributing to bad pieces, is banned.
-      if (unique.size === 1 || p.hashFailures >= limit) this.ban(p, `sent data failing the hash check (${p.hashFailures})`)
+      if (unique.size === 1 || p.hashFailures >= limit)
+        this.ban(p, `sent data failing the hash check (${p.hashFailures})`)
     }
     this.#fillAll()
   }
@@ -933,7 +953,8 @@ export class Torrent {
     peer.send({ type: 'choke' })
     if (peer.info.fast) {
       // BEP6: with Fast, choking does not discard requests silently: reject them.
-      for (const r of peer.incoming.splice(0)) peer.send({ type: 'reject', index: r.piece, begin: r.offset, length: r.length })
+      for (const r of peer.incoming.splice(0))
+        peer.send({ type: 'reject', index: r.piece, begin: r.offset, length: r.length })
     } else peer.incoming.length = 0
   }
 
@@ -979,7 +1000,8 @@ export class Torrent {
         this.#optimistic = chosen
       }
     }
-    if (this.#optimistic && !this.#optimistic.closed && this.#optimistic.peerInterested) unchoke.add(this.#optimistic)
+    if (this.#optimistic && !this.#optimistic.closed && this.#optimistic.peerInterested)
+      unchoke.add(this.#optimistic)
     for (const p of this.peers.values()) {
       if (unchoke.has(p)) this.#unchoke(p)
       else this.#choke(p)

@@ -9,14 +9,15 @@
  */
 import {
   type BEncodable,
-  bdecode,
-  bencodeEncode,
-  bytesField,
-  dictField,
-  intField,
+  dictBytes,
+  dictDict,
+  dictInt,
+  encodeBencode,
   isDict,
-} from './bdecode.ts'
-import { fail, ok, type WireResult } from './errors.ts'
+  keyText,
+  textKey,
+} from '../bencode.ts'
+import { decodeBencodePayload, fail, ok, type WireResult } from './errors.ts'
 import { DEFAULT_MAX_METADATA_SIZE } from './frame-decoder.ts'
 
 /** BEP10: extended message id 0 is the handshake. */
@@ -68,11 +69,12 @@ export interface ExtendedHandshakeLimits {
 
 /** Encodes the handshake dictionary (the payload after the extended id byte). */
 export function encodeExtendedHandshake(h: ExtendedHandshake): Uint8Array {
-  const m: Record<string, number> = {}
+  // A Map with binary-string keys: any name (even `__proto__`) is just a key, encoded as UTF-8.
+  const m = new Map<string, number>()
   for (const [name, id] of h.m) {
     if (!Number.isInteger(id) || id < 0 || id > 255)
       throw new RangeError(`invalid extension id ${id} for ${name}`)
-    m[name] = id
+    m.set(textKey(name), id)
   }
   const dict: Record<string, BEncodable | undefined> = {
     m,
@@ -85,7 +87,7 @@ export function encodeExtendedHandshake(h: ExtendedHandshake): Uint8Array {
     metadata_size: h.metadataSize,
     upload_only: h.uploadOnly === undefined ? undefined : h.uploadOnly ? 1 : 0,
   }
-  return bencodeEncode(dict)
+  return encodeBencode(dict)
 }
 
 const textDecoder = new TextDecoder('utf-8', { fatal: false })
@@ -104,21 +106,22 @@ export function decodeExtendedHandshake(
   if (payload.length > MAX_EXTENDED_HANDSHAKE_SIZE) {
     return fail('GW_ERR_WIRE_LIMIT_EXCEEDED', `extended handshake of ${payload.length} bytes`)
   }
-  const decoded = bdecode(payload, { maxDepth: 8, maxItems: 1024 })
+  const decoded = decodeBencodePayload(payload, { maxDepth: 8, maxItems: 1024 })
   if (!decoded.ok) return decoded
   const d = decoded.value.value
   if (!isDict(d)) return fail('GW_ERR_WIRE_BAD_FIELD', 'extended handshake is not a dictionary')
   const maxMetadata = limits.maxMetadataSize ?? DEFAULT_MAX_METADATA_SIZE
 
   const m = new Map<string, number>()
-  const rawM = dictField(d, 'm')
+  const rawM = dictDict(d, 'm')
   if (rawM) {
     let seen = 0
-    for (const name of Object.keys(rawM)) {
+    for (const key of rawM.keys()) {
       if (++seen > MAX_M_ENTRIES) break
-      const id = intField(rawM, name)
+      const id = dictInt(rawM, key)
       // BEP10: ids are single bytes; 0 disables the extension
       if (id === undefined || id < 0 || id > 255) continue
+      const name = keyText(key)
       if (name.length === 0 || name.length > MAX_EXTENSION_NAME_LENGTH) continue
       m.set(name, id)
     }
@@ -126,21 +129,21 @@ export function decodeExtendedHandshake(
   const out: {
     -readonly [K in keyof ExtendedHandshake]: ExtendedHandshake[K]
   } = { m }
-  const v = bytesField(d, 'v')
+  const v = dictBytes(d, 'v')
   if (v) out.v = decodeClientName(v)
-  const p = intField(d, 'p')
+  const p = dictInt(d, 'p')
   if (p !== undefined && p > 0 && p <= 0xffff) out.p = p
-  const yourip = bytesField(d, 'yourip')
+  const yourip = dictBytes(d, 'yourip')
   if (yourip && (yourip.length === 4 || yourip.length === 16)) out.yourip = yourip
-  const ipv4 = bytesField(d, 'ipv4')
+  const ipv4 = dictBytes(d, 'ipv4')
   if (ipv4 && ipv4.length === 4) out.ipv4 = ipv4
-  const ipv6 = bytesField(d, 'ipv6')
+  const ipv6 = dictBytes(d, 'ipv6')
   if (ipv6 && ipv6.length === 16) out.ipv6 = ipv6
-  const reqq = intField(d, 'reqq')
+  const reqq = dictInt(d, 'reqq')
   if (reqq !== undefined && reqq > 0) out.reqq = Math.min(reqq, MAX_REQQ)
-  const size = intField(d, 'metadata_size')
+  const size = dictInt(d, 'metadata_size')
   if (size !== undefined && size > 0 && size <= maxMetadata) out.metadataSize = size
-  const uploadOnly = intField(d, 'upload_only')
+  const uploadOnly = dictInt(d, 'upload_only')
   if (uploadOnly !== undefined) out.uploadOnly = uploadOnly !== 0
   return ok(out)
 }

@@ -5,12 +5,12 @@
  *
  * Each message is a bencoded dictionary; a `data` message is that dictionary FOLLOWED by the raw
  * piece bytes ("it is not a part of the dictionary, but it is a part of the message"). The end of
- * the dictionary comes from the bencode scanner (bytes consumed), never from `indexOf('ee')`
+ * the dictionary comes from the bencode decoder (bytes consumed), never from `indexOf('ee')`
  * (STYLE.md §3). Every remote field is range-checked: msg_type, piece, total_size, data length.
  */
 import { createHash } from 'node:crypto'
-import { bdecode, bencodeEncode, hasField, intField, isDict } from './bdecode.ts'
-import { fail, ok, WireProtocolError, type WireResult } from './errors.ts'
+import { dictInt, encodeBencode, isDict } from '../bencode.ts'
+import { decodeBencodePayload, fail, ok, WireProtocolError, type WireResult } from './errors.ts'
 import { DEFAULT_MAX_METADATA_SIZE } from './frame-decoder.ts'
 
 /** BEP9: "The metadata is handled in blocks of 16KiB (16384 Bytes)." */
@@ -46,9 +46,9 @@ export function metadataPieceLength(size: number, piece: number): number {
 export function encodeUtMetadata(msg: UtMetadataMessage): Uint8Array {
   if (!Number.isSafeInteger(msg.piece) || msg.piece < 0) throw new RangeError('invalid metadata piece')
   if (msg.type !== 'data') {
-    return bencodeEncode({ msg_type: UT_METADATA_MSG_TYPE[msg.type], piece: msg.piece })
+    return encodeBencode({ msg_type: UT_METADATA_MSG_TYPE[msg.type], piece: msg.piece })
   }
-  const dict = bencodeEncode({
+  const dict = encodeBencode({
     msg_type: UT_METADATA_MSG_TYPE.data,
     piece: msg.piece,
     total_size: msg.totalSize,
@@ -65,15 +65,15 @@ export function decodeUtMetadata(
   limits: UtMetadataLimits = {},
 ): WireResult<UtMetadataDecoded> {
   const maxSize = limits.maxMetadataSize ?? DEFAULT_MAX_METADATA_SIZE
-  const decoded = bdecode(payload, { allowTrailing: true, maxDepth: 4, maxItems: 64 })
+  const decoded = decodeBencodePayload(payload, { allowTrailing: true, maxDepth: 4, maxItems: 64 })
   if (!decoded.ok) return decoded
-  const { value: d, end } = decoded.value
+  const { value: d, bytesConsumed: end } = decoded.value
   if (!isDict(d)) return fail('GW_ERR_WIRE_BAD_FIELD', 'ut_metadata message is not a dictionary')
-  const msgType = intField(d, 'msg_type')
+  const msgType = dictInt(d, 'msg_type')
   if (msgType === undefined)
     return fail('GW_ERR_WIRE_BAD_FIELD', 'ut_metadata msg_type missing or not an integer')
   if (msgType !== 0 && msgType !== 1 && msgType !== 2) return ok({ type: 'unknown', msgType })
-  const piece = intField(d, 'piece')
+  const piece = dictInt(d, 'piece')
   if (piece === undefined || piece < 0 || piece >= metadataPieceCount(maxSize)) {
     return fail('GW_ERR_WIRE_BAD_FIELD', 'ut_metadata piece missing or out of range')
   }
@@ -83,8 +83,8 @@ export function decodeUtMetadata(
       return fail('GW_ERR_WIRE_BAD_LENGTH', `${trailing} bytes after a ut_metadata request/reject`)
     return ok({ type: msgType === UT_METADATA_MSG_TYPE.request ? 'request' : 'reject', piece })
   }
-  const totalSize = intField(d, 'total_size')
-  if (!hasField(d, 'total_size') || totalSize === undefined || totalSize <= 0 || totalSize > maxSize) {
+  const totalSize = dictInt(d, 'total_size')
+  if (!d.has('total_size') || totalSize === undefined || totalSize <= 0 || totalSize > maxSize) {
     return fail('GW_ERR_WIRE_BAD_FIELD', 'ut_metadata total_size missing or out of range')
   }
   if (piece >= metadataPieceCount(totalSize)) {

@@ -7,8 +7,8 @@
  * duplicates and contacts both added and dropped, and refuses lists above the caps.
  */
 import { isIPv4, isIPv6 } from 'node:net'
-import { bdecode, bencodeEncode, bytesField, hasField, isDict } from './bdecode.ts'
-import { fail, ok, type WireResult } from './errors.ts'
+import { dictBytes, encodeBencode, isDict } from '../bencode.ts'
+import { decodeBencodePayload, fail, ok, type WireResult } from './errors.ts'
 
 /** BEP11 flag bits of `added.f` / `added6.f`. */
 export const PEX_FLAGS = {
@@ -168,7 +168,7 @@ export function encodePex(msg: PexMessage, options: PexEncodeOptions = {}): Uint
     throw new RangeError('a contact must not be added and dropped in the same message')
   }
   const flags = (peers: readonly PexPeer[]): Uint8Array => Uint8Array.from(peers, (p) => p.flags & 0xff)
-  return bencodeEncode({
+  return encodeBencode({
     added: encodeCompact(msg.added, false),
     'added.f': flags(msg.added),
     added6: encodeCompact(msg.added6, true),
@@ -191,16 +191,16 @@ export function decodePex(payload: Uint8Array, limits: PexDecodeLimits = {}): Wi
   const cap = limits.maxEntries ?? PEX_MAX_INITIAL_ENTRIES
   if (payload.length > MAX_PEX_PAYLOAD)
     return fail('GW_ERR_WIRE_LIMIT_EXCEEDED', `ut_pex payload of ${payload.length} bytes`)
-  const decoded = bdecode(payload, { maxDepth: 4, maxItems: 256 })
+  const decoded = decodeBencodePayload(payload, { maxDepth: 4, maxItems: 256 })
   if (!decoded.ok) return decoded
   const d = decoded.value.value
   if (!isDict(d)) return fail('GW_ERR_WIRE_BAD_FIELD', 'ut_pex message is not a dictionary')
-  if (!['added', 'added6', 'dropped', 'dropped6'].some((k) => hasField(d, k))) {
+  if (!['added', 'added6', 'dropped', 'dropped6'].some((k) => d.has(k))) {
     return fail('GW_ERR_WIRE_BAD_FIELD', 'ut_pex message without added/added6/dropped/dropped6')
   }
   const list = (name: string, v6: boolean): WireResult<Uint8Array> => {
-    if (!hasField(d, name)) return ok(new Uint8Array(0))
-    const bytes = bytesField(d, name)
+    if (!d.has(name)) return ok(new Uint8Array(0))
+    const bytes = dictBytes(d, name)
     if (!bytes) return fail('GW_ERR_WIRE_BAD_FIELD', `ut_pex ${name} is not a string`)
     if (bytes.length % (v6 ? 18 : 6) !== 0)
       return fail('GW_ERR_WIRE_BAD_LENGTH', `ut_pex ${name} has a partial contact`)
@@ -222,8 +222,8 @@ export function decodePex(payload: Uint8Array, limits: PexDecodeLimits = {}): Wi
   const dropped6 = dedupe(decodeCompact(d6.value, undefined, true))
   // BEP11: "An added contact must not be dropped in the same message." Such contacts are ignored.
   const droppedKeys = new Set([...dropped, ...dropped6].map(key))
-  const added = dedupe(decodeCompact(a4.value, bytesField(d, 'added.f'), false), droppedKeys)
-  const added6 = dedupe(decodeCompact(a6.value, bytesField(d, 'added6.f'), true), droppedKeys)
+  const added = dedupe(decodeCompact(a4.value, dictBytes(d, 'added.f'), false), droppedKeys)
+  const added6 = dedupe(decodeCompact(a6.value, dictBytes(d, 'added6.f'), true), droppedKeys)
   return ok({ added, added6, dropped, dropped6 })
 }
 
