@@ -44,7 +44,8 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
   const log = logger as unknown as EngineLogger
   const cleanups: (() => Promise<void>)[] = []
   const cleanup = async (): Promise<void> => {
-    for (const c of cleanups.reverse()) await c().catch((e: unknown) => logger.warn({ err: e }, 'cleanup failed'))
+    for (const c of cleanups.reverse())
+      await c().catch((e: unknown) => logger.warn({ err: e }, 'cleanup failed'))
   }
   try {
     await mkdir(config.dataDir, { recursive: true })
@@ -57,7 +58,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
         dataDir: join(config.dataDir, 'codex'),
         host: config.localCodexHost,
         port: config.localCodexPort,
-        logger: logger.child({ component: 'local-codex-node' }),
+        logger: logger.child({ component: 'local-codex-node' }, { level: 'warn' }),
       })
       cleanups.push(() => localNode!.close())
       codexUrl = localNode.url
@@ -68,7 +69,12 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
     }
 
     // --- Metrics read the live objects at scrape time (they are assigned below).
-    const live: { service?: Gateway; session?: Session; ports?: ReturnType<typeof createCodexPorts>; dht?: DhtNode } = {}
+    const live: {
+      service?: Gateway
+      session?: Session
+      ports?: ReturnType<typeof createCodexPorts>
+      dht?: DhtNode
+    } = {}
     const sources = metricsSources(live)
     const metrics = createMetrics(sources)
 
@@ -166,7 +172,10 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
           deadline,
         ])
         await closeServer.catch(() => {})
-        cleanups.splice(cleanups.indexOf(() => session.stop()), 0)
+        cleanups.splice(
+          cleanups.indexOf(() => session.stop()),
+          0,
+        )
         await cleanup()
         logger.info('stopped')
       })()

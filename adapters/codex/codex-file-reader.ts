@@ -104,6 +104,7 @@ interface Flight {
 const noop = (): void => {}
 const MAX_ATTEMPTS = 10
 const MAX_PROBE_WAITS = 8
+const MAX_NO_RANGE = 10_000
 
 /** Random access reads over Codex datasets; one instance per Codex client. */
 export class CodexFileReader {
@@ -405,6 +406,7 @@ export class CodexFileReader {
       }
       if (!answer.ranged) {
         answer.body.destroy()
+        if (this.#noRange.size >= MAX_NO_RANGE) this.#noRange.clear() // bounded; re-learnt per dataset
         this.#noRange.add(cid)
         this.#log.debug({ cid }, 'codex node answered without 206: sequential stream')
         return undefined

@@ -273,7 +273,8 @@ describe('HTTP tracker: request encoding and response forms', () => {
     assert.deepEqual(proto.peers, [])
     assert.equal(proto.intervalS, 60)
     assert.throws(
-      () => parseAnnounceResponse('http://t/announce', new TextEncoder().encode('d8:intervali1e8:intervali2ee')),
+      () =>
+        parseAnnounceResponse('http://t/announce', new TextEncoder().encode('d8:intervali1e8:intervali2ee')),
       TrackerProtocolError,
     )
   })

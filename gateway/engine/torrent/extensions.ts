@@ -319,9 +319,9 @@ export function createExtensions(t: Torrent): TorrentExtensions {
     }
   }
 
-  const onHashRequest = (peer: Peer, msg: Extract<WireMessage, { type: 'hash-request' }>): void => {
+  const onHashRequest = (peer: Peer, msg: Extract<WireMessage, { type: 'hash-request' }>): undefined => {
     const tree = treeFor(msg.piecesRoot)
-    const reject = (): void => {
+    const reject = (): undefined => {
       peer.send({ ...msg, type: 'hash-reject' })
     }
     if (!tree || !peer.info.v2) return reject()

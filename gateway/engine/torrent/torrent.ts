@@ -201,7 +201,7 @@ export class Torrent {
   }
 
   get isComplete(): boolean {
-    return this.#have !== undefined && this.#have.complete
+    return this.#have?.complete === true
   }
 
   get running(): boolean {
@@ -497,7 +497,10 @@ export class Torrent {
   }
 
   ban(peer: Peer, reason: string): void {
-    if (this.#banned.has(peer.key)) return this.closePeer(peer, `banned: ${reason}`)
+    if (this.#banned.has(peer.key)) {
+      this.closePeer(peer, `banned: ${reason}`)
+      return
+    }
     this.log.info({ peer: peer.key, reason }, 'peer banned')
     this.stats.peerBanned()
     this.#banned.add(peer.key)
@@ -532,12 +535,12 @@ export class Torrent {
 
   // ------------------------------------------------------------------ messages
 
-  #violation(peer: Peer, reason: string): void {
+  #violation(peer: Peer, reason: string): undefined {
     this.stats.protocolViolation()
     this.closePeer(peer, `protocol violation: ${reason}`)
   }
 
-  #onMessage(peer: Peer, msg: WireMessage): void {
+  #onMessage(peer: Peer, msg: WireMessage): undefined {
     if (peer.closed) return
     const first = !peer.sawFirstMessage
     if (msg.type !== 'keep-alive' && msg.type !== 'extended' && msg.type !== 'port')
@@ -735,7 +738,7 @@ export class Torrent {
     )
   }
 
-  #onPiece(peer: Peer, index: number, begin: number, block: Uint8Array): void {
+  #onPiece(peer: Peer, index: number, begin: number, block: Uint8Array): undefined {
     const picker = this.#picker
     const storage = this.#storage
     const info = this.#info
@@ -784,7 +787,6 @@ export class Torrent {
   async #verifyPiece(piece: number): Promise<void> {
     const storage = this.#storage!
     const verifier = this.#verifier!
-    const picker = this.#picker!
     if (this.#verifying.has(piece)) return
     this.#verifying.add(piece)
     try {
@@ -872,7 +874,7 @@ export class Torrent {
       if (p.isSeed(this.#info!.pieceCount)) this.closePeer(p, 'both seeds')
     }
     this.#settle(this.#completeWaiters)
-    this.onCompleteHooks.forEach((h) => h())
+    for (const h of this.onCompleteHooks) h()
   }
 
   /** Hooks run once when the download completes (e.g. the announcer's `completed` event). */
@@ -880,7 +882,7 @@ export class Torrent {
 
   // ------------------------------------------------------------------ uploading
 
-  #onRequest(peer: Peer, piece: number, begin: number, length: number): void {
+  #onRequest(peer: Peer, piece: number, begin: number, length: number): undefined {
     const info = this.#info
     if (!info || !this.#have) return this.#violation(peer, 'request before metadata')
     if (piece >= info.pieceCount || length === 0 || length > BLOCK_SIZE || begin < 0) {
@@ -889,7 +891,7 @@ export class Torrent {
     const size = this.#geometry!.pieceSize(piece)
     if (begin + length > size) return this.#violation(peer, 'request past the end of the piece')
     const max = this.#init.maxIncomingRequests ?? 500
-    const reject = (): void => {
+    const reject = (): undefined => {
       // A peer that keeps asking for what we refuse (choked, missing piece, full queue) floods us:
       // close it past `max` refusals since our last unchoke (libtorrent: too many requests when choked).
       if (++peer.requestFlood > max) return this.#violation(peer, 'request flood')

@@ -69,7 +69,7 @@ export interface ExtendedHandshakeLimits {
 
 /** Encodes the handshake dictionary (the payload after the extended id byte). */
 export function encodeExtendedHandshake(h: ExtendedHandshake): Uint8Array {
-  // A Map with binary-string keys: any name (even `__proto__`) is just a key, encoded as UTF-8.
+  // Names become keys of a Map (never object properties), encoded as UTF-8 (BEP10 names are text).
   const m = new Map<string, number>()
   for (const [name, id] of h.m) {
     if (!Number.isInteger(id) || id < 0 || id > 255)
