@@ -124,7 +124,7 @@ export async function importRecord(
 ): Promise<{ torrent: TorrentRow; parsed: ParsedRecord }> {
   const recordCid = checkCid(cid)
   const parsed = await fetchRecord(client, recordCid, options)
-  if (options.verifyFiles !== false) await verifyFiles(client, parsed, options)
+  if (options.verifyFiles !== false) await verifyRecordFiles(client, parsed, options)
   const { info, record } = parsed
   const torrent = catalog.transaction(() => {
     const isNew = catalog.getTorrent(record.infoHashV1 ?? record.infoHashV2 ?? '') === undefined
@@ -142,10 +142,14 @@ export async function importRecord(
   return { torrent, parsed }
 }
 
-async function verifyFiles(
+/**
+ * Checks that Codex has every file dataset of a record, with `datasetSize` equal to the file
+ * length (`GW_ERR_RECORD_FILE_MISSING` / `GW_ERR_RECORD_FILE_SIZE`).
+ */
+export async function verifyRecordFiles(
   client: CodexClient,
   parsed: ParsedRecord,
-  options: ImportRecordOptions,
+  options: AbortOptions & { readonly manifestTimeoutMs?: number } = {},
 ): Promise<void> {
   const signal = options.signal
   for (const [index, fileCid] of parsed.fileCids) {

@@ -36,6 +36,7 @@ export {
   importRecord,
   recordFilename,
   uploadRecord,
+  verifyRecordFiles,
 } from './record-codex.ts'
 export {
   DEFAULT_RECORD_CREATED_BY,
@@ -150,24 +151,56 @@ export function torrentFromRecord(r: TorrentRecord): Uint8Array {
   } catch (cause) {
     throw new RecordError('GW_ERR_RECORD_INFO', 'invalid info dict', { field: 'info', cause })
   }
-  const urls = r.announce.flat()
+  const layers = new Map<string, Uint8Array>()
+  for (const [hex, b64] of Object.entries(r.pieceLayers))
+    layers.set(hex, fromBase64(b64, `pieceLayers.${hex}`))
+  return canonicalTorrent(infoBytes, version, r.announce, r.urlList, layers, r.torrentFields ?? {})
+}
+
+/**
+ * A .torrent for a metainfo without its original bytes (e.g. after a magnet start): the same
+ * canonical form as `torrentFromRecord`, around the exact info bytes (same info hashes).
+ */
+export function torrentFromMetainfo(metainfo: Metainfo): Uint8Array {
+  return canonicalTorrent(
+    metainfo.info.infoBytes,
+    metainfo.info.version,
+    metainfo.announce,
+    metainfo.urlList,
+    metainfo.pieceLayers,
+    {
+      ...(metainfo.comment !== undefined ? { comment: metainfo.comment } : {}),
+      ...(metainfo.createdBy !== undefined ? { createdBy: metainfo.createdBy } : {}),
+      ...(metainfo.creationDate !== undefined ? { creationDate: metainfo.creationDate } : {}),
+    },
+  )
+}
+
+/** The outer dict bencoded by hand (BEP3 sorted keys) so `infoBytes` is embedded unchanged. */
+function canonicalTorrent(
+  infoBytes: Uint8Array,
+  version: TorrentInfo['version'],
+  announce: readonly (readonly string[])[],
+  urlList: readonly string[],
+  pieceLayers: ReadonlyMap<string, Uint8Array>,
+  fields: RecordTorrentFields,
+): Uint8Array {
+  const urls = announce.flat()
   const entries = new Map<string, Uint8Array>()
   if (urls[0] !== undefined) entries.set('announce', encodeBencode(urls[0]))
-  if (urls.length > 1) entries.set('announce-list', encodeBencode(r.announce.map((t) => [...t])))
-  const fields = r.torrentFields
-  if (fields?.comment !== undefined) entries.set('comment', encodeBencode(fields.comment))
-  if (fields?.createdBy !== undefined) entries.set('created by', encodeBencode(fields.createdBy))
-  if (fields?.creationDate !== undefined) entries.set('creation date', encodeBencode(fields.creationDate))
+  if (urls.length > 1) entries.set('announce-list', encodeBencode(announce.map((t) => [...t])))
+  if (fields.comment !== undefined) entries.set('comment', encodeBencode(fields.comment))
+  if (fields.createdBy !== undefined) entries.set('created by', encodeBencode(fields.createdBy))
+  if (fields.creationDate !== undefined) entries.set('creation date', encodeBencode(fields.creationDate))
   entries.set('info', infoBytes)
   if (version !== 'v1') {
     const layers = new Map<string, Uint8Array>()
-    for (const [hex, b64] of Object.entries(r.pieceLayers)) {
-      layers.set(Buffer.from(fromHex(hex, 32)).toString('latin1'), fromBase64(b64, `pieceLayers.${hex}`))
-    }
+    for (const [hex, layer] of pieceLayers)
+      layers.set(Buffer.from(fromHex(hex, 32)).toString('latin1'), layer)
     entries.set('piece layers', encodeBencode(layers))
   }
-  if (r.urlList.length === 1) entries.set('url-list', encodeBencode(r.urlList[0] as string))
-  else if (r.urlList.length > 1) entries.set('url-list', encodeBencode([...r.urlList]))
+  if (urlList.length === 1) entries.set('url-list', encodeBencode(urlList[0] as string))
+  else if (urlList.length > 1) entries.set('url-list', encodeBencode([...urlList]))
   const parts: Uint8Array[] = [Buffer.from('d')]
   for (const key of [...entries.keys()].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)))) {
     parts.push(encodeBencode(Buffer.from(key)), entries.get(key) as Uint8Array)

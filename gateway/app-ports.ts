@@ -3,7 +3,6 @@
  * segment cache, the torrent record, create-from-Codex) and exposes them to the service through
  * the narrow ports of `gateway/service/ports.ts`.
  */
-import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Catalog } from '../adapters/catalog.ts'
 import { CodexFileReader } from '../adapters/codex/codex-file-reader.ts'
@@ -11,7 +10,7 @@ import { CodexPieceStore } from '../adapters/codex/codex-store.ts'
 import { createTorrentFromCodex } from '../adapters/codex/create-from-codex.ts'
 import { CodexSeedStore, type SeedResolution } from '../adapters/codex/seed-store.ts'
 import { SegmentCache } from '../adapters/codex/segment-cache.ts'
-import { buildRecord, importRecord, torrentFromRecord, uploadRecord } from '../adapters/record.ts'
+import { buildRecord, importRecord, torrentFromMetainfo, torrentFromRecord, uploadRecord } from '../adapters/record.ts'
 import type { CodexClient } from '../codex-client/client.ts'
 import type { GatewayConfig } from './config.ts'
 import type { EngineLogger } from './engine/logger.ts'
@@ -57,7 +56,7 @@ export function createCodexPorts(init: CodexPortsInit): CodexPorts {
   const ingest: IngestStore = {
     store: ingestStore,
     progress: (id) => ingestStore.get(id),
-    removeStaged: (id) => rm(join(stagingDir, id.toLowerCase()), { recursive: true, force: true }),
+    removeStaged: (id) => ingestStore.removeStaged(id),
     staging: () => {
       const s = ingestStore.stats()
       return { usedBytes: s.stagingUsedBytes, limitBytes: s.stagingLimitBytes }
@@ -118,7 +117,7 @@ export function createCodexPorts(init: CodexPortsInit): CodexPorts {
       })
       return { torrent: torrentFromRecord(parsed.record), fileCids: parsed.fileCids }
     },
-    torrentBytes: (metainfo: Metainfo) => torrentFromRecord(buildRecord(metainfo, new Map())),
+    torrentBytes: (metainfo: Metainfo) => torrentFromMetainfo(metainfo),
   }
 
   // ---- create a torrent from data already in Codex

@@ -261,28 +261,19 @@ export class TorrentStaging {
     return out
   }
 
-  /** Deletes one segment (idempotent) and gives its bytes back to the budget. */
-  async releaseSegment(fileIndex: number, seg: number): Promise<void> {
-    const set = this.#segments.get(fileIndex)
-    if (!set?.delete(seg)) return
-    if (set.size === 0) this.#segments.delete(fileIndex)
-    const key = segKey(fileIndex, seg)
-    const entry = this.#handles.get(key)
-    if (entry !== undefined) {
-      this.#handles.delete(key)
-      this.#retire(entry)
-    }
-    const length = this.#segmentLength(fileIndex, seg)
-    this.#stagedBytes -= length
-    this.#budget.remove(length)
-    await unlink(this.#path(fileIndex, seg)).catch((error: unknown) => {
-      if (errnoCode(error) !== 'ENOENT') throw error
-    })
+  /**
+   * Deletes one segment (idempotent). Its bytes go back to the budget at once (synchronously);
+   * the returned promise settles when the file is unlinked.
+   */
+  releaseSegment(fileIndex: number, seg: number): Promise<void> {
+    const path = this.#forget(fileIndex, seg)
+    return path === undefined ? Promise.resolve() : unlinkIfPresent(path)
   }
 
-  /** Deletes every segment of a file. */
-  async releaseFile(fileIndex: number): Promise<void> {
-    for (const seg of this.segmentsOf(fileIndex)) await this.releaseSegment(fileIndex, seg)
+  /** Deletes every segment of a file; all its bytes go back to the budget synchronously. */
+  releaseFile(fileIndex: number): Promise<void> {
+    const paths = this.segmentsOf(fileIndex).map((seg) => this.#forget(fileIndex, seg))
+    return Promise.all(paths.map((p) => (p === undefined ? undefined : unlinkIfPresent(p)))).then(() => {})
   }
 
   /** Closes every handle; segments stay on disk (and in the budget) for the next run. */
@@ -304,6 +295,23 @@ export class TorrentStaging {
   }
 
   // ---- internals -----------------------------------------------------------------------------
+
+  /** Drops a segment from the bookkeeping and the budget; returns its path, or undefined if absent. */
+  #forget(fileIndex: number, seg: number): string | undefined {
+    const set = this.#segments.get(fileIndex)
+    if (!set?.delete(seg)) return undefined
+    if (set.size === 0) this.#segments.delete(fileIndex)
+    const key = segKey(fileIndex, seg)
+    const entry = this.#handles.get(key)
+    if (entry !== undefined) {
+      this.#handles.delete(key)
+      this.#retire(entry)
+    }
+    const length = this.#segmentLength(fileIndex, seg)
+    this.#stagedBytes -= length
+    this.#budget.remove(length)
+    return this.#path(fileIndex, seg)
+  }
 
   #segmentLength(fileIndex: number, seg: number): number {
     const length = this.#fileLengths[fileIndex]
@@ -393,6 +401,14 @@ export class TorrentStaging {
 
   #checkOpen(): void {
     if (this.#closed) throw new Error('staging is closed')
+  }
+}
+
+async function unlinkIfPresent(path: string): Promise<void> {
+  try {
+    await unlink(path)
+  } catch (error) {
+    if (errnoCode(error) !== 'ENOENT') throw error
   }
 }
 

@@ -96,8 +96,13 @@ export class CodexTorrentStorage implements TorrentStorage {
       segmentBytes: args.segmentBytes,
       budget: args.ctx.budget,
     })
-    await staging.init()
-    return new CodexTorrentStorage(args, geometry, staging, cids)
+    try {
+      await staging.init()
+      return new CodexTorrentStorage(args, geometry, staging, cids)
+    } catch (error) {
+      await staging.close() // gives its bytes back to the shared budget
+      throw error
+    }
   }
 
   private constructor(

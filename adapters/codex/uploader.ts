@@ -140,6 +140,7 @@ export class UploadManager {
   #consecutiveFailures = 0
   #lastError: unknown
   #retryTimer: ReturnType<typeof setTimeout> | undefined
+  #retryTimerAt = 0
   #probe: Promise<void> | undefined
   #started = false
   #closed = false
@@ -312,7 +313,9 @@ export class UploadManager {
       if (this.#running.size >= maxConcurrentUploads) break
       this.#startUpload(slot)
     }
-    if (Number.isFinite(nextRetry) && this.#retryTimer === undefined) {
+    if (Number.isFinite(nextRetry) && (this.#retryTimer === undefined || nextRetry < this.#retryTimerAt)) {
+      if (this.#retryTimer !== undefined) clearTimeout(this.#retryTimer)
+      this.#retryTimerAt = nextRetry
       this.#retryTimer = setTimeout(
         () => {
           this.#retryTimer = undefined
@@ -438,17 +441,20 @@ export class UploadManager {
   #succeeded(slot: FileSlot, cid: string): void {
     const { catalog, torrentId, staging, counters } = this.#init
     catalog.setFileCid(torrentId, slot.index, cid)
+    slot.cid = cid // from now on reads of this file go to Codex
+    // Released only now that the CID is recorded (never lose data, see module comment). The
+    // budget drops synchronously while the file still counts as drainable, so a drain waiter
+    // sees the freed space, not an "uploaded, nothing left to drain" intermediate state.
+    const unlinked = staging.releaseFile(slot.index)
     slot.state = 'uploaded'
-    slot.cid = cid
     slot.failures = 0
     slot.retryAt = 0
     counters.uploadsCompleted++
     this.#consecutiveFailures = 0
     if (this.#state === 'retrying' && !this.#slots.some((s) => s.failures > 0)) this.#setState('ok')
-    // Released only now that the CID is recorded (never lose data, see module comment).
-    void staging.releaseFile(slot.index).then(
+    void unlinked.then(
       () => this.#init.onActivity(),
-      () => this.#init.onActivity(), // a segment left behind is cleaned up at the next open
+      () => this.#init.onActivity(), // a segment file left behind is deleted at the next open
     )
     this.#init.onFileUploaded(slot.index, cid)
     if (this.allUploaded()) {

@@ -479,6 +479,7 @@ export class Gateway implements GatewayService {
     const t = job.torrent
     const info = t.info
     const have = t.haveBitfield
+    const fileCids = this.#fileCids(job)
     const files =
       info?.files
         .map((f, i) => ({ f, i }))
@@ -494,7 +495,7 @@ export class Gateway implements GatewayService {
             path: f.path.join('/'),
             sizeBytes: f.length,
             progress: f.length === 0 ? 1 : total === 0 ? 0 : done / total,
-            codexCid: job.fileCids.get(i) ?? null,
+            codexCid: fileCids.get(i) ?? null,
           }
         }) ?? []
     const tracker = this.#init.session.trackerStats(t.id)
@@ -524,6 +525,16 @@ export class Gateway implements GatewayService {
       })),
       errors: [...job.errors],
     }
+  }
+
+  /** The files' CIDs: final once archived; during an ingest, those of the files already in Codex. */
+  #fileCids(job: Job): ReadonlyMap<number, string> {
+    if (job.kind !== 'archive' || job.phase === 'archived') return job.fileCids
+    const live = new Map<number, string>()
+    for (const f of this.#init.ingest.progress(job.torrent.id)?.fileStates() ?? []) {
+      if (f.cid !== undefined) live.set(f.index, f.cid)
+    }
+    return live
   }
 
   async deleteTorrent(id: string, options: DeleteTorrentOptions): Promise<void> {

@@ -11,6 +11,8 @@ export interface IngestProgress {
   /** Resolves with file index → Codex CID when every non-empty, non-pad file is in Codex. */
   whenAllUploaded(options?: { signal?: AbortSignal }): Promise<ReadonlyMap<number, string>>
   uploadState(): 'ok' | 'retrying' | 'paused-codex-unavailable'
+  /** Per file entry (by index): its Codex CID once that file is in Codex (before the whole torrent is). */
+  fileStates(): readonly { readonly index: number; readonly cid?: string }[]
 }
 
 export interface IngestStore {

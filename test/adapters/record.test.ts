@@ -21,6 +21,7 @@ import {
   RecordError,
   type RecordErrorCode,
   type TorrentRecord,
+  torrentFromMetainfo,
   torrentFromRecord,
   uploadRecord,
 } from '../../adapters/record.ts'
@@ -133,6 +134,7 @@ describe('torrent record', () => {
     assert.equal(bare.torrent, undefined)
     const parsed = parseRecord(encodeRecord(bare))
     assert.deepEqual(torrentFromRecord(parsed.record), torrentBytes)
+    assert.deepEqual(torrentFromMetainfo(metainfo), torrentBytes, 'same canonical form from a metainfo')
   })
 
   test('the record is human-readable JSON with the documented fields', () => {

@@ -86,6 +86,8 @@ try {
     }),
   )
 
+  // Our torrent sits out the baseline (no connections, so it cannot serve the leecher).
+  ours!.pause()
   const ltDir1 = join(tmp.path, 'lt1')
   await mkdir(ltDir1)
   let h1 = 0
@@ -98,6 +100,7 @@ try {
   await leecher.remove(h1)
   await seeder.remove(hs) // from now on we are the only seeder
 
+  ours!.resume()
   const ltDir2 = join(tmp.path, 'lt2')
   await mkdir(ltDir2)
   rows.push(
@@ -106,7 +109,6 @@ try {
       await leecher.waitFor(h2, (s) => s.is_seeding, { timeoutMs: TIMEOUT_MS, intervalMs: 20 })
     }),
   )
-  void ours
 
   const base = rows[1]!.mbps
   const lines = [

@@ -230,16 +230,17 @@ describe('interop: peer discovery as the only peer source', { timeout: 85_000 },
         store: new MemoryPieceStore(),
         peers: [{ host: HOST, port: lt.port }],
       })
-      let fromB = 0
+      // Keep the connection object to B (it leaves `t.peers` when closed) to read its byte count.
+      let toB: { down: { total: number } } | undefined
       const watch = setInterval(() => {
-        for (const p of t.peers.values())
-          if (!p.info.incoming && p.info.port === ltB.port) fromB = Math.max(fromB, p.down.total)
-      }, 25)
+        for (const p of t.peers.values()) if (!p.info.incoming && p.info.port === ltB.port) toB = p
+      }, 10)
       try {
         await complete(t, 40_000)
       } finally {
         clearInterval(watch)
       }
+      const fromB = toB?.down.total ?? 0
       assert.ok(t.stats.pexPeers >= 1, 'peers arrived through PEX')
       assert.ok(
         t.knownPeers().some((p) => p.port === ltB.port),

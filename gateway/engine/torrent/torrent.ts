@@ -702,8 +702,11 @@ export class Torrent {
       this.#waitDrain()
       return
     }
-    const want = this.#queueDepth(peer) - peer.outstanding.size
-    if (want <= 0) return
+    const depth = this.#queueDepth(peer)
+    const want = depth - peer.outstanding.size
+    // Top the queue up in batches (a quarter of its depth) rather than one request per block
+    // received: fewer, larger writes.
+    if (want <= 0 || (want < depth / 4 && peer.outstanding.size > 0)) return
     let have = peer.pickerHave()!
     if (peer.peerChoking) {
       // BEP6: allowed-fast pieces may be requested while choked.
