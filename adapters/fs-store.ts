@@ -504,7 +504,8 @@ function filePath(root: string, info: TorrentInfo, file: FileEntry): string {
   const stored = info.files.filter(isStored)
   const single =
     stored.length === 1 &&
-    info.files.every((f) => !f.padding) &&
+    // v2 alignment gaps are virtual (not in the info dict): they do not make a torrent multi-file.
+    info.files.every((f) => !f.padding || f.virtual) &&
     file.path.length === 1 &&
     file.path[0] === info.name
   const parts = single ? [info.name] : [info.name, ...file.path]

@@ -8,12 +8,15 @@
  * the message.
  *
  * Hierarchy:
- * - `CodexHttpError` (any non-2xx answer): `CodexNotFoundError` (404), `CodexBadRequestError` (400),
- *   `CodexMarketplaceUnavailableError` (503 `Persistence is not enabled`, NOTES.md §1.2).
+ * - `CodexHttpError` (any non-2xx answer): `CodexNotFoundError` (404 with Codex's message: the CID
+ *   is not there), `CodexRouteNotFoundError` (404 with an empty body: the route does not exist on
+ *   this node, i.e. a wrong API prefix or a build without that route), `CodexBadRequestError`
+ *   (400), `CodexMarketplaceUnavailableError` (503 `Persistence is not enabled`, NOTES.md §1.2).
  * - `CodexValidationError` (422 from the node, or client-side validation before sending):
  *   `CodexInvalidCidError`, `CodexEmptyUploadError`.
  * - `CodexUnavailableError` (connection refused/reset, node unreachable): `CodexTimeoutError`.
- * - `CodexShortBodyError` (download body shorter or longer than `Content-Length`).
+ * - `CodexShortBodyError` (download body shorter or longer than `Content-Length` or the caller's
+ *   `expectedLength`, or cut after the headers).
  * - `CodexAbortError` (the caller's `AbortSignal` fired).
  * - `CodexResponseError` (a 2xx answer whose body does not have the documented shape).
  * - `CodexUploadSourceError` (the caller's upload stream failed or yielded non-bytes).
@@ -22,6 +25,7 @@
 export type CodexErrorCode =
   | 'CODEX_ERR_HTTP'
   | 'CODEX_ERR_NOT_FOUND'
+  | 'CODEX_ERR_ROUTE'
   | 'CODEX_ERR_BAD_REQUEST'
   | 'CODEX_ERR_MARKETPLACE_UNAVAILABLE'
   | 'CODEX_ERR_VALIDATION'
@@ -91,11 +95,26 @@ export class CodexHttpError extends CodexError {
   }
 }
 
-/** 404: CID not stored locally, not a manifest, or unknown route (NOTES.md §1.2). */
+/**
+ * 404 with Codex's message: the CID is not stored locally, is not a manifest, or the network could
+ * not provide it (NOTES.md §1.2). It always means "this CID is not there", never "wrong route".
+ */
 export class CodexNotFoundError extends CodexHttpError {
   constructor(message: string, init: CodexErrorInit & { status: number }) {
     super(message, init, 'CODEX_ERR_NOT_FOUND')
     this.name = 'CodexNotFoundError'
+  }
+}
+
+/**
+ * 404 with an empty body: the node has no such route (chronos answers unknown routes that way,
+ * NOTES.md §1.1). A configuration problem (wrong API prefix in the URL, a build without that
+ * route such as the marketplace on Logos Storage, or the debug-peer route), not a missing CID.
+ */
+export class CodexRouteNotFoundError extends CodexHttpError {
+  constructor(message: string, init: CodexErrorInit & { status: number }) {
+    super(message, init, 'CODEX_ERR_ROUTE')
+    this.name = 'CodexRouteNotFoundError'
   }
 }
 
@@ -163,7 +182,11 @@ export class CodexTimeoutError extends CodexUnavailableError {
   }
 }
 
-/** A download body ended before, or ran past, its `Content-Length`. */
+/**
+ * A download body ended before, or ran past, its length (`Content-Length`, or the caller's
+ * `expectedLength` when the node streams without one), or the connection was cut after the
+ * headers (the node failed mid-stream, NOTES.md §1.4). Not retried by the client.
+ */
 export class CodexShortBodyError extends CodexError {
   readonly expectedBytes: number
   readonly receivedBytes: number

@@ -1,14 +1,21 @@
 /**
- * HTTP transport of the Codex client: one undici `Pool` (keep-alive) per client, the API prefix,
- * auth headers, per-attempt timeouts and abort wiring, bounded retries with backoff for
- * idempotent calls, mapping of HTTP statuses and socket errors to typed `CodexError`s, and the
- * observer callbacks (one `onRequest` per HTTP request, `onBytes` for every body byte).
+ * HTTP transport of the Codex client: one undici `Pool` (keep-alive) per client, the API prefix
+ * (explicit, or detected once: see `CodexTransport`), auth headers, per-attempt timeouts and abort
+ * wiring, bounded retries with backoff for idempotent calls, mapping of HTTP statuses and socket
+ * errors to typed `CodexError`s, and the observer callbacks (one `onRequest` per HTTP request,
+ * `onBytes` for every body byte).
  *
  * Each HTTP request is an `Attempt`: it owns an `AbortController` linked to the caller's signal,
  * and one timer whose meaning depends on the call (`total` deadline for small answers, `headers`
- * deadline for downloads, `idle` deadline refreshed by upload progress), plus an idle timer armed
- * while a download waits for body data. undici's own timeouts are disabled so these are the only
- * clocks. An attempt ends (`finish`) when its body is consumed or destroyed.
+ * deadline for downloads, `idle` deadline refreshed by upload progress, which becomes a response
+ * deadline scaled by the upload size once the whole body is sent: Codex builds the tree and
+ * stores the manifest before answering), plus an idle timer armed while a download waits for body
+ * data. undici's own timeouts are disabled so these are the only clocks. An attempt ends
+ * (`finish`) when its body is consumed or destroyed.
+ *
+ * Timeouts are not retried when repeating cannot help or costs too much: on routes that search
+ * the network (`retryTimeouts: false`; a real node searches ~100 min for an absent CID,
+ * NOTES.md §1.4), and for an upload whose body was fully sent (the node may still be finalizing).
  */
 
 import type { IncomingHttpHeaders } from 'node:http'
@@ -25,6 +32,7 @@ import {
   CodexMarketplaceUnavailableError,
   CodexNotFoundError,
   CodexResponseError,
+  CodexRouteNotFoundError,
   CodexTimeoutError,
   CodexUnavailableError,
   CodexValidationError,
@@ -71,12 +79,22 @@ export interface CallSpec {
   readonly body?: (attempt: Attempt) => Uint8Array | Readable
   /** Retry on transient failures (only idempotent calls). */
   readonly retry: boolean
+  /**
+   * false: a timeout ends the call at once, even when `retry` is true (routes that search the
+   * network for a CID: a retry only repeats the same long wait). Default true.
+   */
+  readonly retryTimeouts?: boolean
   readonly cid?: string
   readonly signal?: AbortSignal
   readonly timeoutMs: number
   readonly timeoutMode: TimeoutMode
   /** Idle timeout while a streamed body waits for data (downloads). */
   readonly bodyIdleTimeoutMs?: number
+  /**
+   * `idle` calls (uploads): deadline for the answer once the request body is fully sent. Default
+   * `uploadResponseDeadlineMs(timeoutMs, bytes)`.
+   */
+  readonly responseTimeoutMs?: number
   /** Marketplace route: a 503 `Persistence is not enabled` is `CodexMarketplaceUnavailableError`. */
   readonly marketplace?: boolean
   /** Extra non-2xx statuses handed to `consume` instead of being errors (e.g. 416). */
@@ -112,6 +130,35 @@ const UNAVAILABLE_CODES = new Set([
 ])
 const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'])
 
+/** API prefixes tried, in order, when the URL has none: Codex master, then Logos Storage builds. */
+export const API_PREFIX_CANDIDATES = ['/api/codex/v1', '/api/storage/v1'] as const
+/** The prefix `baseUrl` names before detection (Codex master, NOTES.md §1.1). */
+export const DEFAULT_API_PREFIX = API_PREFIX_CANDIDATES[0]
+
+/**
+ * Idle keep-alive of pooled connections. Below chronos' 10 s header timeout (the server closes an
+ * idle connection then), so the client never sends a request on a socket the node is closing.
+ */
+export const KEEP_ALIVE_TIMEOUT_MS = 4_000
+
+/** Growth of the upload response deadline: Codex stores one tree entry per 64 KiB block. */
+const FINALIZE_MS_PER_64_MIB = 1_000
+const MAX_DEADLINE_MS = 24 * 3600 * 1000
+
+/**
+ * Deadline for the node's answer once an upload body of `bytes` is fully sent: the caller's
+ * `timeoutMs` plus 1 s per 64 MiB (Codex builds the Merkle tree, stores a proof per block and the
+ * manifest before it answers, NOTES.md §1.3). There is no fixed floor beyond `timeoutMs` (60 s by
+ * default), so a caller's short deadline still bounds small uploads.
+ */
+export function uploadResponseDeadlineMs(timeoutMs: number, bytes: number): number {
+  const growth = Math.ceil((Math.max(0, bytes) / (64 * 1024 * 1024)) * FINALIZE_MS_PER_64_MIB)
+  return Math.min(MAX_DEADLINE_MS, timeoutMs + growth)
+}
+
+/** Timeouts that must not be retried (the upload body had been fully sent). */
+const finalTimeouts = new WeakSet<CodexError>()
+
 interface Sink {
   request(event: CodexRequestEvent): void
   bytes(direction: 'in' | 'out', bytes: number): void
@@ -127,6 +174,7 @@ export class Attempt {
   #timer: NodeJS.Timeout | undefined
   #idleTimer: NodeJS.Timeout | undefined
   #finished = false
+  #bodySent = false
   #onUserAbort: (() => void) | undefined
 
   constructor(spec: CallSpec, sink: Sink) {
@@ -162,7 +210,23 @@ export class Attempt {
 
   /** Upload progress: restarts an `idle` deadline. */
   touch(): void {
-    if (this.#spec.timeoutMode === 'idle') this.#timer?.refresh()
+    if (this.#spec.timeoutMode === 'idle' && !this.#bodySent) this.#timer?.refresh()
+  }
+
+  /**
+   * The request body (`bytes` long) has been handed to the socket entirely: an `idle` deadline
+   * becomes the response deadline (`responseTimeoutMs`, default `uploadResponseDeadlineMs`). A
+   * timeout from then on is final: the node may still be finalizing, a retry would upload again.
+   */
+  bodySent(bytes: number): void {
+    if (this.#spec.timeoutMode !== 'idle' || this.#bodySent || this.#finished) return
+    this.#bodySent = true
+    const ms = this.#spec.responseTimeoutMs ?? uploadResponseDeadlineMs(this.#spec.timeoutMs, bytes)
+    this.#clearTimer()
+    this.#timer = setTimeout(() => {
+      const message = `no answer within ${ms} ms after the ${bytes}-byte body was sent`
+      this.#timeout(ms, message, true)
+    }, ms)
   }
 
   armIdle(): void {
@@ -212,8 +276,10 @@ export class Attempt {
     return classifyFailure(err, this.errorInit)
   }
 
-  #timeout(ms: number, message: string): void {
-    this.controller.abort(new CodexTimeoutError(message, { ...this.errorInit, timeoutMs: ms }))
+  #timeout(ms: number, message: string, final = false): void {
+    const error = new CodexTimeoutError(message, { ...this.errorInit, timeoutMs: ms })
+    if (final) finalTimeouts.add(error)
+    this.controller.abort(error)
   }
 
   #clearTimer(): void {
@@ -259,6 +325,13 @@ export function httpError(spec: CallSpec, status: number, body: string): CodexEr
     ...(spec.cid ? { cid: spec.cid } : {}),
   }
   if (status === 400) return new CodexBadRequestError('bad request', init)
+  // Codex's own 404s carry a message; chronos answers an unknown route with an empty body.
+  if (status === 404 && body === '') {
+    return new CodexRouteNotFoundError(
+      'no such route on this node (wrong API prefix, or a build without this route)',
+      init,
+    )
+  }
   if (status === 404) return new CodexNotFoundError('not found', init)
   if (status === 422) return new CodexValidationError('rejected by the node', init)
   if (status === 503 && spec.marketplace && /persistence is not enabled/i.test(body)) {

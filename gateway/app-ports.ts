@@ -17,7 +17,14 @@ import type { EngineLogger } from './engine/logger.ts'
 import type { Logger } from './observability/logger.ts'
 import { toHex } from './protocol/hex.ts'
 import type { Metainfo, TorrentInfo } from './protocol/types.ts'
-import type { CreateFromCodexPort, IngestStore, RecordPort, SeedSource, SeedStore } from './service/ports.ts'
+import type {
+  CreateFromCodexPort,
+  IngestStore,
+  RecordPort,
+  SeedSource,
+  SeedStore,
+  UploadStateChange,
+} from './service/ports.ts'
 
 export interface CodexPortsInit {
   readonly client: CodexClient
@@ -42,6 +49,7 @@ export function createCodexPorts(init: CodexPortsInit): CodexPorts {
   const { client, catalog, config } = init
   const log = init.logger.child({ component: 'codex-adapters' }) as unknown as EngineLogger
   const stagingDir = join(config.dataDir, 'staging')
+  const uploadStateListeners = new Set<(event: UploadStateChange) => void>()
 
   // ---- ingest: swarm → staging → Codex (one dataset per file)
   const ingestStore = new CodexPieceStore({
@@ -49,7 +57,10 @@ export function createCodexPorts(init: CodexPortsInit): CodexPorts {
     catalog,
     stagingDir,
     stagingMaxBytes: config.stagingMaxBytes,
-    onUploadStateChange: (e) => log.info({ ...e }, 'Codex upload state changed'),
+    onUploadStateChange: (e) => {
+      log.info({ ...e }, 'Codex upload state changed')
+      for (const listener of uploadStateListeners) listener(e)
+    },
     onFileUploaded: (e) =>
       log.info({ torrent: e.torrentId, file: e.fileIndex, cid: e.cid }, 'file stored in Codex'),
   })
@@ -62,6 +73,10 @@ export function createCodexPorts(init: CodexPortsInit): CodexPorts {
       return { usedBytes: s.stagingUsedBytes, limitBytes: s.stagingLimitBytes }
     },
     uploadedBytes: () => ingestStore.stats().bytesUploaded,
+    onUploadState: (listener) => {
+      uploadStateListeners.add(listener)
+      return () => uploadStateListeners.delete(listener)
+    },
   }
 
   // ---- seed: Codex → segment cache → verified pieces → peers

@@ -24,6 +24,9 @@ import { Gateway } from './service/gateway-service.ts'
 
 export const VERSION = '0.1.0'
 
+/** How often `codex_bt_codex_up` asks the service to refresh its Codex probe (cached 5 s there). */
+const CODEX_PROBE_INTERVAL_MS = 2500
+
 export interface GatewayApp {
   readonly config: GatewayConfig
   /** e.g. http://127.0.0.1:8070 */
@@ -158,10 +161,20 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
 
     await service.start()
 
+    // `codex_bt_codex_up` shows the last Codex probe of the service, which only /readyz ran:
+    // without a readiness poller the metric stayed 0 (CodexDown fired) on a healthy gateway.
+    const probeCodex = (): void => {
+      service.ready().catch((e: unknown) => logger.debug({ err: e }, 'Codex probe failed'))
+    }
+    probeCodex()
+    const codexProbeTimer = setInterval(probeCodex, CODEX_PROBE_INTERVAL_MS)
+    codexProbeTimer.unref()
+
     let stopping: Promise<void> | undefined
     const stop = (): Promise<void> => {
       stopping ??= (async () => {
         logger.info('shutting down')
+        clearInterval(codexProbeTimer)
         service.stop()
         const deadline = new Promise<void>((r) => setTimeout(r, config.shutdownTimeoutMs).unref())
         const closeServer = server.close()

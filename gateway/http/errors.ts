@@ -5,7 +5,8 @@
  * The gateway service throws `GatewayError(code, message)`; the single error handler of
  * `server.ts` turns any error into `{ error: { code, message } }` through `toErrorReply()`,
  * which also maps fastify's own errors (validation, body too large, bad content type),
- * @fastify/multipart's, and the Codex client's by their `code`.
+ * @fastify/multipart's, the Codex client's and the Codex adapters' (create from Codex, records)
+ * by their `code`.
  */
 
 export interface ErrorSpec {
@@ -93,6 +94,30 @@ const FOREIGN_CODES: Readonly<Record<string, GatewayErrorCode>> = Object.freeze(
   CODEX_ERR_UNAVAILABLE: 'GW_ERR_CODEX_UNAVAILABLE',
   CODEX_ERR_TIMEOUT: 'GW_ERR_CODEX_UNAVAILABLE',
   CODEX_ERR_INVALID_CID: 'GW_ERR_BAD_REQUEST',
+  // `POST /seeds` (adapters/codex/create-from-codex.ts): the client named data Codex lacks, or a
+  // CID that is not a dataset.
+  GW_ERR_CODEX_CREATE_NOT_FOUND: 'GW_ERR_NOT_FOUND',
+  GW_ERR_CODEX_CREATE_INVALID: 'GW_ERR_BAD_REQUEST',
+  GW_ERR_CODEX_CREATE_NOT_MANIFEST: 'GW_ERR_BAD_REQUEST',
+  GW_ERR_CODEX_CREATE_IO: 'GW_ERR_CODEX_UNAVAILABLE',
+  // `POST /records/:cid/import` (adapters/record-*.ts): the CID is not in Codex, or is not a
+  // valid gateway record, or the record's files are missing. (GW_ERR_RECORD_INCOMPLETE and
+  // GW_ERR_RECORD_INFO stay 500: they are also raised while *building* a record server-side.)
+  GW_ERR_RECORD_NOT_FOUND: 'GW_ERR_NOT_FOUND',
+  GW_ERR_RECORD_FILE_MISSING: 'GW_ERR_NOT_FOUND',
+  GW_ERR_RECORD_CID: 'GW_ERR_BAD_REQUEST',
+  GW_ERR_RECORD_TOO_LARGE: 'GW_ERR_BAD_REQUEST',
+  GW_ERR_RECORD_JSON: 'GW_ERR_BAD_REQUEST',
+  GW_ERR_RECORD_FORMAT: 'GW_ERR_BAD_REQUEST',
+  GW_ERR_RECORD_VERSION: 'GW_ERR_BAD_REQUEST',
+  GW_ERR_RECORD_FIELD: 'GW_ERR_BAD_REQUEST',
+  GW_ERR_RECORD_BASE64: 'GW_ERR_BAD_REQUEST',
+  GW_ERR_RECORD_HASH_MISMATCH: 'GW_ERR_BAD_REQUEST',
+  GW_ERR_RECORD_FILES_MISMATCH: 'GW_ERR_BAD_REQUEST',
+  GW_ERR_RECORD_TORRENT_MISMATCH: 'GW_ERR_BAD_REQUEST',
+  GW_ERR_RECORD_PIECE_LAYERS: 'GW_ERR_BAD_REQUEST',
+  GW_ERR_RECORD_FILE_SIZE: 'GW_ERR_BAD_REQUEST',
+  GW_ERR_RECORD_CODEX: 'GW_ERR_CODEX_UNAVAILABLE',
 })
 
 const BY_STATUS: Readonly<Record<number, GatewayErrorCode>> = Object.freeze({

@@ -38,7 +38,7 @@ import { magnetFromMetainfo } from '../protocol/magnet.ts'
 import { parseInfoDict, parseTorrent } from '../protocol/metainfo.ts'
 import type { Metainfo } from '../protocol/types.ts'
 import { type ParsedInput, parseAddInput } from './inputs.ts'
-import type { CreateFromCodexPort, IngestStore, RecordPort, SeedStore } from './ports.ts'
+import type { CreateFromCodexPort, IngestStore, RecordPort, SeedStore, UploadStateChange } from './ports.ts'
 
 export interface GatewayServiceInit {
   readonly session: Session
@@ -84,16 +84,38 @@ interface PendingMagnet {
 }
 
 const MAX_ERRORS = 20
+const RECORD_RETRY_BASE_MS = 500
+const RECORD_RETRY_MAX_MS = 30_000
 
 export class Gateway implements GatewayService {
   readonly #init: GatewayServiceInit
   readonly #jobs = new Map<string, Job>()
+  /** Torrents being added to the session (by every info hash hex): their job, once created. */
+  readonly #starting = new Map<string, Promise<Job>>()
   readonly #started = Date.now()
   #stopping = false
   #codexOk: { ok: boolean; at: number; detail?: string } = { ok: false, at: 0 }
 
   constructor(init: GatewayServiceInit) {
     this.#init = init
+    init.ingest.onUploadState((e) => this.#uploadStateChanged(e))
+  }
+
+  /** Codex upload trouble of an archive job shows in its `errors` (GET /torrents/:id). */
+  #uploadStateChanged(e: UploadStateChange): void {
+    const job = this.#jobs.get(e.torrentId)
+    if (!job) return
+    const cause = e.error instanceof Error ? e.error.message : e.error !== undefined ? String(e.error) : ''
+    if (e.state === 'paused-codex-unavailable') {
+      this.#recordError(
+        job,
+        'GW_ERR_CODEX_UNAVAILABLE',
+        `Codex uploads paused until Codex answers again (and has room)${cause ? `: ${cause}` : ''}`,
+      )
+    } else if (e.state === 'retrying') {
+      this.#recordError(job, 'GW_ERR_CODEX_UPLOAD_RETRY', `a Codex upload failed, retrying${cause ? `: ${cause}` : ''}`)
+    }
+    this.log.warn({ torrent: e.torrentId, state: e.state, err: e.error }, 'Codex upload state of a torrent changed')
   }
 
   get log(): EngineLogger {
@@ -182,7 +204,7 @@ export class Gateway implements GatewayService {
     const parsed = parseAddInput(input)
     const extraTrackers = [...(input.trackers ?? [])]
     const extraPeers = [...(input.peers ?? [])]
-    const existing = this.#findExisting(parsed)
+    const existing = (await this.#startingJob(idsOf(parsed))) ?? this.#findExisting(parsed)
     if (existing) {
       existing.torrent.addPeers(extraPeers)
       return { created: false, torrent: this.#summary(existing) }
@@ -193,6 +215,35 @@ export class Gateway implements GatewayService {
     }
     const job = await this.#startMagnet(parsed, extraTrackers, extraPeers)
     return { created: true, torrent: this.#summary(job) }
+  }
+
+  /** The job of a torrent being started right now (e.g. resumed at start), once it exists. */
+  async #startingJob(ids: readonly string[]): Promise<Job | undefined> {
+    for (const id of ids) {
+      const pending = this.#starting.get(id)
+      if (pending) return pending.catch(() => undefined)
+    }
+    return undefined
+  }
+
+  /**
+   * Runs `start` (which adds the torrent to the session and creates its job) unless a start of
+   * the same torrent is in flight: then that one's job. Two concurrent adds of one torrent (an API
+   * call while `start()` resumes it, or two API calls) would otherwise both reach the session,
+   * and the second would fail with "already in the session".
+   */
+  #startOnce(ids: readonly string[], start: () => Promise<Job>): Promise<Job> {
+    for (const id of ids) {
+      const pending = this.#starting.get(id)
+      if (pending) return pending
+    }
+    const job = start()
+    for (const id of ids) this.#starting.set(id, job)
+    const clear = (): void => {
+      for (const id of ids) if (this.#starting.get(id) === job) this.#starting.delete(id)
+    }
+    job.then(clear, clear)
+    return job
   }
 
   #findExisting(parsed: ParsedInput): Job | undefined {
@@ -211,7 +262,19 @@ export class Gateway implements GatewayService {
     return undefined
   }
 
-  async #startArchive(
+  #startArchive(
+    metainfo: Metainfo,
+    original: Uint8Array | undefined,
+    trackers: string[],
+    peers: readonly { host: string; port: number }[],
+    paused: boolean,
+  ): Promise<Job> {
+    return this.#startOnce(idsOfInfo(metainfo), () =>
+      this.#doStartArchive(metainfo, original, trackers, peers, paused),
+    )
+  }
+
+  async #doStartArchive(
     metainfo: Metainfo,
     original: Uint8Array | undefined,
     trackers: string[],
@@ -238,7 +301,15 @@ export class Gateway implements GatewayService {
     return job
   }
 
-  async #startMagnet(
+  #startMagnet(
+    parsed: ParsedInput & { kind: 'magnet' | 'infohash' },
+    trackers: string[],
+    peers: readonly { host: string; port: number }[],
+  ): Promise<Job> {
+    return this.#startOnce(idsOf(parsed), () => this.#doStartMagnet(parsed, trackers, peers))
+  }
+
+  async #doStartMagnet(
     parsed: ParsedInput & { kind: 'magnet' | 'infohash' },
     trackers: string[],
     peers: readonly { host: string; port: number }[],
@@ -306,7 +377,7 @@ export class Gateway implements GatewayService {
       if (!progress)
         throw new GatewayError('GW_ERR_INTERNAL', 'the ingest storage of the torrent is not open')
       job.fileCids = await progress.whenAllUploaded({ signal })
-      const recordCid = await records.upload(t.metainfo!, job.fileCids, job.originalTorrent, { signal })
+      const recordCid = await this.#uploadRecord(job, t.metainfo!, signal)
       job.recordCid = recordCid
       catalog.setRecordCid(t.id, recordCid)
       catalog.setState(t.id, 'seeding')
@@ -322,6 +393,32 @@ export class Gateway implements GatewayService {
       if (catalog.getTorrent(t.id))
         catalog.setState(t.id, 'error', e instanceof Error ? e.message : String(e))
       this.#init.observeArchiveJob?.((Date.now() - job.startedAt) / 1000, 'failure')
+    }
+  }
+
+  /**
+   * Stores the torrent record of an archive job, retrying with backoff while Codex fails (each
+   * failure shows in the job's errors): every file is in Codex by now, so a Codex hiccup must not
+   * turn the job into a failure. Bounded by the job's signal (deletion, shutdown).
+   */
+  async #uploadRecord(job: Job, metainfo: Metainfo, signal: AbortSignal): Promise<string> {
+    // Bounded by `signal`; the delay grows to RECORD_RETRY_MAX_MS.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#init.records.upload(metainfo, job.fileCids, job.originalTorrent, { signal })
+      } catch (e) {
+        signal.throwIfAborted()
+        const delay = Math.min(RECORD_RETRY_MAX_MS, RECORD_RETRY_BASE_MS * 2 ** Math.min(attempt - 1, 16))
+        this.#recordError(
+          job,
+          'GW_ERR_RECORD_UPLOAD_RETRY',
+          `storing the torrent record in Codex failed (attempt ${attempt}), retrying in ${delay} ms: ${
+            e instanceof Error ? e.message : String(e)
+          }`,
+        )
+        this.log.warn({ err: e, torrent: job.torrent.id, attempt }, 'record upload failed; retrying')
+        await sleep(delay, signal)
+      }
     }
   }
 
@@ -406,7 +503,16 @@ export class Gateway implements GatewayService {
     return { job, created: true }
   }
 
-  async #startSeeding(
+  #startSeeding(
+    metainfo: Metainfo,
+    fileCids: ReadonlyMap<number, string>,
+    original: Uint8Array,
+    paused: boolean,
+  ): Promise<Job> {
+    return this.#startOnce(idsOfInfo(metainfo), () => this.#doStartSeeding(metainfo, fileCids, original, paused))
+  }
+
+  async #doStartSeeding(
     metainfo: Metainfo,
     fileCids: ReadonlyMap<number, string>,
     original: Uint8Array,
@@ -669,4 +775,34 @@ export class Gateway implements GatewayService {
     await writeFile(tmp, JSON.stringify(pending))
     await rename(tmp, this.#pendingPath)
   }
+}
+
+/** Every info hash (lower-case hex) a parsed add input names. */
+function idsOf(parsed: ParsedInput): string[] {
+  if (parsed.kind === 'torrent') return idsOfInfo(parsed.metainfo)
+  return [parsed.infoHashV1, parsed.infoHashV2].filter((h) => h !== undefined).map((h) => toHex(h))
+}
+
+function idsOfInfo(metainfo: Metainfo): string[] {
+  const { infoHashV1, infoHashV2 } = metainfo.info
+  return [infoHashV1, infoHashV2].filter((h) => h !== undefined).map((h) => toHex(h))
+}
+
+/** Resolves after `ms`, or rejects with the signal's reason. */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    if (signal.aborted) {
+      reject(signal.reason)
+      return
+    }
+    const onAbort = (): void => {
+      clearTimeout(timer)
+      reject(signal.reason)
+    }
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort)
+      resolve()
+    }, ms)
+    signal.addEventListener('abort', onAbort, { once: true })
+  })
 }

@@ -23,6 +23,16 @@ export interface IngestStore {
   removeStaged(infoHashHex: string): Promise<void>
   staging(): { usedBytes: number; limitBytes: number }
   uploadedBytes(): number
+  /** Calls `listener` when the Codex upload health of a torrent changes; returns the unsubscribe. */
+  onUploadState(listener: (event: UploadStateChange) => void): () => void
+}
+
+/** The Codex upload health of a torrent changed (`error`: the failure behind a non-`ok` state). */
+export interface UploadStateChange {
+  readonly torrentId: string
+  readonly state: 'ok' | 'retrying' | 'paused-codex-unavailable'
+  readonly previous: 'ok' | 'retrying' | 'paused-codex-unavailable'
+  readonly error?: unknown
 }
 
 export interface SeedSource {

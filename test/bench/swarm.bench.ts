@@ -73,15 +73,27 @@ const seeder = await startLibtorrent()
 const leecher = await startLibtorrent()
 const session = await startSession('bench')
 try {
-  process.stderr.write(`writing ${SIZE / 1024 / 1024} MiB and creating the torrent (libtorrent, hybrid, ${PIECE / 1024} KiB pieces)…\n`)
-  const made = await makeLtTorrent(seeder, tmp.path, { name: 'bench.bin', seed: 'bench', size: SIZE }, 'hybrid', PIECE)
+  process.stderr.write(
+    `writing ${SIZE / 1024 / 1024} MiB and creating the torrent (libtorrent, hybrid, ${PIECE / 1024} KiB pieces)…\n`,
+  )
+  const made = await makeLtTorrent(
+    seeder,
+    tmp.path,
+    { name: 'bench.bin', seed: 'bench', size: SIZE },
+    'hybrid',
+    PIECE,
+  )
   const hs = await ltSeed(seeder, made, { timeoutMs: TIMEOUT_MS })
   const rows: Row[] = []
 
   let ours: Torrent | undefined
   rows.push(
     await measure('libtorrent → codex-bt (MemoryPieceStore)', async () => {
-      ours = await session.addTorrent({ metainfo: made.metainfo, store: new MemoryPieceStore(), peers: [{ host: HOST, port: seeder.port }] })
+      ours = await session.addTorrent({
+        metainfo: made.metainfo,
+        store: new MemoryPieceStore(),
+        peers: [{ host: HOST, port: seeder.port }],
+      })
       await whenComplete(ours)
     }),
   )
@@ -93,7 +105,11 @@ try {
   let h1 = 0
   rows.push(
     await measure('libtorrent → libtorrent', async () => {
-      h1 = await leecher.add({ torrent: made.torrentPath, savePath: ltDir1, peers: [`${HOST}:${seeder.port}`] })
+      h1 = await leecher.add({
+        torrent: made.torrentPath,
+        savePath: ltDir1,
+        peers: [`${HOST}:${seeder.port}`],
+      })
       await leecher.waitFor(h1, (s) => s.is_seeding, { timeoutMs: TIMEOUT_MS, intervalMs: 20 })
     }),
   )
@@ -105,7 +121,11 @@ try {
   await mkdir(ltDir2)
   rows.push(
     await measure('codex-bt (MemoryPieceStore) → libtorrent', async () => {
-      const h2 = await leecher.add({ torrent: made.torrentPath, savePath: ltDir2, peers: [`${HOST}:${session.port}`] })
+      const h2 = await leecher.add({
+        torrent: made.torrentPath,
+        savePath: ltDir2,
+        peers: [`${HOST}:${session.port}`],
+      })
       await leecher.waitFor(h2, (s) => s.is_seeding, { timeoutMs: TIMEOUT_MS, intervalMs: 20 })
     }),
   )

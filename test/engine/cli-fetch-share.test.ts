@@ -5,6 +5,8 @@
  * - a libtorrent seeder → fetch (.torrent, hybrid);
  * - share dials a libtorrent leecher (`--peer`), which downloads everything (v1);
  * - fetch interrupted by SIGINT stops cleanly (exit 130) and resumes to completion on a re-run;
+ * - share and fetch find each other only through an HTTP tracker (`--tracker`), or only through
+ *   a private loopback DHT (`--dht-bootstrap`);
  * - bad usage exits 2.
  */
 import assert from 'node:assert/strict'
@@ -13,6 +15,9 @@ import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
+import DHT from 'bittorrent-dht'
+import { Server as TrackerServer } from 'bittorrent-tracker'
+import { DhtNode } from '../../gateway/engine/discovery/dht.ts'
 import { HOST, ltSeed, makeLtTorrent, waitUntil } from '../helpers/interop.ts'
 import { type LtSession, startLibtorrent } from '../helpers/libtorrent.ts'
 import { hashTree, sortedEntries, type TempDir, tempDir, writePayload } from '../helpers/payload.ts'
@@ -239,6 +244,128 @@ describe('codex-bt fetch / share (processes)', { timeout: 85_000 }, () => {
       `the re-run resumed (${fetched.at(-1)} MB fetched)`,
     )
     assert.deepEqual(sortedEntries(await hashTree(dest, 'slow.bin')), sortedEntries(made.payload.hashes))
+  })
+
+  test('share and fetch find each other only through a tracker (--tracker) or a private DHT (--dht-bootstrap)', async () => {
+    const dir = join(tmp.path, 'discovery')
+    const payload = await writePayload(join(dir, 'src'), {
+      name: 'found.bin',
+      seed: 'found',
+      size: 3 * MIB + 3,
+    })
+    const torrent = join(dir, 'found.torrent')
+    const create = cli([
+      'torrent',
+      'create',
+      payload.path,
+      '-o',
+      torrent,
+      '--version',
+      'hybrid',
+      '--piece-length',
+      '65536',
+    ])
+    assert.equal(await create.exit(20_000), 0, create.stderr())
+    const magnet = create.stdout().trim()
+
+    const tracker = new TrackerServer({ http: true, udp: false, ws: false, stats: false, interval: 2000 })
+    tracker.on('warning', () => {})
+    tracker.on('error', () => {})
+    await new Promise<void>((r) => tracker.listen(0, HOST, () => r()))
+    const a = tracker.http!.address()
+    const url = `http://${HOST}:${typeof a === 'object' && a ? a.port : 0}/announce`
+    const network: DHT[] = []
+    let probe: DhtNode | undefined
+    const shares: Cli[] = []
+    try {
+      for (let i = 0; i < 4; i++) {
+        const d = new DHT({ bootstrap: false, host: false })
+        d.on('warning', () => {})
+        d.on('error', () => {})
+        d.listen(0, HOST)
+        network.push(d)
+      }
+      await Promise.all(
+        network.map((d) =>
+          d.listening ? undefined : new Promise<void>((r) => d.once('listening', () => r())),
+        ),
+      )
+      for (const x of network)
+        for (const y of network) if (x !== y) x.addNode({ host: HOST, port: y.address().port })
+      const bootstrap = network.flatMap((d) => ['--dht-bootstrap', `${HOST}:${d.address().port}`])
+
+      // Tracker only.
+      const share = cli(['share', torrent, '--from', payload.root, ...LISTEN, '--tracker', url])
+      shares.push(share)
+      const sharePortT = await sharePort(share)
+      const v1 = /btih:([0-9a-f]{40})/.exec(magnet)![1]!
+      await waitUntil(
+        () => new Promise<boolean>((r) => tracker.getSwarm(v1, (_e, sw) => r((sw?.complete ?? 0) >= 1))),
+        'share to announce',
+        20_000,
+      )
+      const byTracker = cli([
+        'fetch',
+        magnet,
+        '--to',
+        join(dir, 'by-tracker'),
+        ...LISTEN,
+        '--tracker',
+        url,
+        '--timeout',
+        '30',
+      ])
+      assert.equal(await byTracker.exit(35_000), 0, byTracker.stderr())
+      assert.deepEqual(
+        sortedEntries(await hashTree(join(dir, 'by-tracker'), 'found.bin')),
+        sortedEntries(payload.hashes),
+      )
+      share.proc.kill('SIGTERM')
+      assert.equal(await share.exit(10_000), 0)
+
+      // DHT only.
+      const dhtShare = cli(['share', torrent, '--from', payload.root, ...LISTEN, ...bootstrap])
+      shares.push(dhtShare)
+      const port = await sharePort(dhtShare)
+      assert.notEqual(port, sharePortT)
+      const probeNode = new DhtNode({
+        bootstrap: network.map((d) => `${HOST}:${d.address().port}`),
+        host: HOST,
+        port: 0,
+        queryTimeoutMs: 500,
+      })
+      probe = probeNode
+      await probeNode.start()
+      const swarm = Buffer.from(v1, 'hex')
+      await waitUntil(
+        async () => (await probeNode.lookup(swarm)).some((p) => p.port === port),
+        'share to be announced in the DHT',
+        20_000,
+        200,
+      )
+      const byDht = cli([
+        'fetch',
+        magnet,
+        '--to',
+        join(dir, 'by-dht'),
+        ...LISTEN,
+        ...bootstrap,
+        '--timeout',
+        '30',
+      ])
+      assert.equal(await byDht.exit(35_000), 0, byDht.stderr())
+      assert.deepEqual(
+        sortedEntries(await hashTree(join(dir, 'by-dht'), 'found.bin')),
+        sortedEntries(payload.hashes),
+      )
+      dhtShare.proc.kill('SIGTERM')
+      assert.equal(await dhtShare.exit(10_000), 0)
+    } finally {
+      for (const s of shares) s.proc.kill('SIGKILL')
+      await probe?.stop().catch(() => {})
+      await Promise.all(network.map((d) => new Promise<void>((r) => d.destroy(() => r()))))
+      await new Promise<void>((r) => tracker.close(() => r()))
+    }
   })
 
   test('bad usage exits 2', async () => {

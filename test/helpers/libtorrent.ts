@@ -50,6 +50,10 @@ export interface LtStatus {
   num_pieces: number
   errc: string | null
   error: string | null
+  /** Bytes of pieces that failed the hash check (data a peer sent that was wrong). */
+  total_failed_bytes?: number
+  /** Bytes received more than once. */
+  total_redundant_bytes?: number
 }
 
 export interface LtPeer {
@@ -192,7 +196,11 @@ export class LtSession {
   async waitFor(
     handle: number,
     pred: (s: LtStatus) => boolean,
-    { timeoutMs = 60_000, intervalMs = 100, signal }: { timeoutMs?: number; intervalMs?: number; signal?: AbortSignal } = {},
+    {
+      timeoutMs = 60_000,
+      intervalMs = 100,
+      signal,
+    }: { timeoutMs?: number; intervalMs?: number; signal?: AbortSignal } = {},
   ): Promise<LtStatus> {
     const deadline = Date.now() + timeoutMs
     let last: LtStatus | undefined
@@ -202,7 +210,9 @@ export class LtSession {
       if (pred(last)) return last
       await new Promise((r) => setTimeout(r, intervalMs))
     }
-    throw new Error(`libtorrent: condition not met within ${timeoutMs} ms; last status ${JSON.stringify(last)}`)
+    throw new Error(
+      `libtorrent: condition not met within ${timeoutMs} ms; last status ${JSON.stringify(last)}`,
+    )
   }
 
   async close(): Promise<void> {
@@ -234,7 +244,8 @@ export async function startLibtorrent(
     const first = await it.next()
     if (first.done) throw new Error('libtorrent driver exited before it was ready')
     const ready = JSON.parse(first.value) as { event?: string; port?: number }
-    if (ready.event !== 'ready' || !ready.port) throw new Error(`libtorrent driver: unexpected ${first.value}`)
+    if (ready.event !== 'ready' || !ready.port)
+      throw new Error(`libtorrent driver: unexpected ${first.value}`)
     const rest: AsyncIterable<string> = { [Symbol.asyncIterator]: () => it }
     return new LtSession(proc, ready.port, rest)
   } finally {

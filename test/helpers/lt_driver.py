@@ -177,6 +177,8 @@ class Driver:
             "num_pieces": s.num_pieces,
             "errc": s.errc.message() if s.errc.value() != 0 else None,
             "error": self.errors.get(int(req["handle"])),
+            "total_failed_bytes": s.total_failed_bytes,
+            "total_redundant_bytes": s.total_redundant_bytes,
         }
 
     def op_peers(self, req):

@@ -9,6 +9,9 @@ import { CONFIG_TABLE, ConfigError, loadConfig } from '../../config.ts'
 import { createLogger } from '../../observability/logger.ts'
 import type { CliIO } from '../command.ts'
 
+/** A second signal within this window is the same request delivered twice, not "force exit". */
+const DUPLICATE_SIGNAL_WINDOW_MS = 1000
+
 export const summary = 'run the gateway (API, BitTorrent peer, embedded Codex node when no URL is set)'
 
 function help(): string {
@@ -45,14 +48,19 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     return 1
   }
   return new Promise<number>((resolve) => {
-    let signals = 0
+    let firstSignalAt: number | undefined
     const onSignal = (sig: NodeJS.Signals): void => {
-      signals++
-      if (signals > 1) {
+      if (firstSignalAt !== undefined) {
+        // One Ctrl-C or `kill` often arrives twice (the terminal signals the whole process group
+        // and `npm start` forwards it too): that is not an operator asking to force the exit.
+        if (Date.now() - firstSignalAt < DUPLICATE_SIGNAL_WINDOW_MS) {
+          logger.debug({ signal: sig }, 'repeated signal ignored: already stopping')
+          return
+        }
         logger.warn({ signal: sig }, 'second signal: exiting now')
-        resolve(130)
-        return
+        process.exit(130)
       }
+      firstSignalAt = Date.now()
       logger.info({ signal: sig }, 'signal received, stopping')
       app.stop().then(
         () => {
