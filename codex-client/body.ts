@@ -72,15 +72,20 @@ export async function readErrorText(
 export interface BodyWindow {
   /** Bytes of the body to drop first. */
   readonly skip: number
-  /** Bytes to deliver after `skip` (already clamped to the body). */
+  /** Bytes to deliver after `skip` (already clamped to the body; `Infinity` with an unknown length). */
   readonly take: number
-  /** `Content-Length` of the response. */
-  readonly totalBytes: number
+  /**
+   * Length of the response body: its `Content-Length`, else the caller's expected length;
+   * undefined when neither is known (then, with `whole`, the body is delivered up to EOF unchecked).
+   */
+  readonly totalBytes: number | undefined
   /**
    * true: deliver the whole body and check it ends exactly at `totalBytes`.
    * false: stop after `skip + take` bytes and destroy the rest of the body.
    */
   readonly whole: boolean
+  /** Where `totalBytes` comes from, for messages. Default `Content-Length`. */
+  readonly lengthSource?: string
 }
 
 /**
@@ -131,10 +136,11 @@ async function* generate(
 ): AsyncGenerator<Uint8Array, void, undefined> {
   const end = window.skip + window.take
   const limit = window.whole ? window.totalBytes : end
+  const lengthSource = window.lengthSource ?? 'Content-Length'
   const iterator = (source as AsyncIterable<Buffer>)[Symbol.asyncIterator]()
   let seen = 0
   try {
-    while (seen < limit || window.whole) {
+    while (limit === undefined || seen < limit || window.whole) {
       hooks.armIdle()
       let step: IteratorResult<Buffer>
       try {
@@ -147,8 +153,8 @@ async function* generate(
       hooks.bytesIn(chunk.length)
       const start = seen
       seen += chunk.length
-      if (window.whole && seen > window.totalBytes) {
-        throw new CodexShortBodyError(`body longer than Content-Length ${window.totalBytes}`, {
+      if (window.whole && window.totalBytes !== undefined && seen > window.totalBytes) {
+        throw new CodexShortBodyError(`body longer than ${lengthSource} ${window.totalBytes}`, {
           ...hooks.errorInit,
           expectedBytes: window.totalBytes,
           receivedBytes: seen,
@@ -158,8 +164,8 @@ async function* generate(
       const to = Math.min(end, seen)
       if (to > from) yield chunk.subarray(from - start, to - start)
     }
-    if (seen < limit) {
-      throw new CodexShortBodyError(`body ended after ${seen} of ${limit} bytes`, {
+    if (limit !== undefined && seen < limit) {
+      throw new CodexShortBodyError(`body ended after ${seen} of ${limit} bytes (${lengthSource})`, {
         ...hooks.errorInit,
         expectedBytes: limit,
         receivedBytes: seen,
@@ -167,9 +173,10 @@ async function* generate(
     }
   } catch (err) {
     if (err instanceof CodexError || isDestroyed()) throw err
-    throw new CodexShortBodyError(`body failed after ${seen} of ${limit} bytes`, {
+    // The connection was cut after the headers: Codex does that when a dataset fails mid-stream.
+    throw new CodexShortBodyError(`body failed after ${seen} of ${limit ?? 'unknown'} bytes`, {
       ...hooks.errorInit,
-      expectedBytes: limit,
+      expectedBytes: limit ?? Number.NaN,
       receivedBytes: seen,
       cause: err,
     })

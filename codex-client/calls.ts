@@ -30,6 +30,8 @@ export interface SpecInput {
   readonly options: CallOptions | undefined
   /** Retry transient failures (idempotent calls only). */
   readonly retry: boolean
+  /** false: timeouts are never retried (routes that search the network). Default true. */
+  readonly retryTimeouts?: boolean
   readonly cid?: string
   readonly headers?: Record<string, string>
   /** Sent as an `application/json` body. */
@@ -78,6 +80,7 @@ export class Calls {
       path: input.path,
       headers,
       retry: input.retry,
+      ...(input.retryTimeouts === false ? { retryTimeouts: false } : {}),
       timeoutMs: input.options?.timeoutMs ?? this.timeoutMs,
       timeoutMode: input.timeoutMode ?? 'total',
       ...(body ? { body } : {}),

@@ -6,12 +6,28 @@
  * - Uploads and downloads stream (`upload.ts`, `download.ts`); nothing buffers a dataset.
  * - Every method takes `CID | string`; strings are parsed client-side (`parseCid`) and sent in
  *   Codex's own text form (z-base58btc, NOTES.md §1.1); a bad CID fails without a request.
+ * - API prefix: a `url` with a path (`http://host:8080/api/codex/v1`) is used as is. A bare origin
+ *   (`http://host:8080`) gets its prefix detected once, lazily, on the first call: a cheap
+ *   `GET <prefix>/space` on `/api/codex/v1` (Codex master), then on `/api/storage/v1` (newer
+ *   "Logos Storage" builds, which serve every route there and drop the marketplace); the first
+ *   that does not answer 404 is kept (`apiPrefix`; `detectApiPrefix()` runs it up front). No
+ *   candidate → `CodexRouteNotFoundError`. A 404 with an empty body on any route is that error
+ *   too (chronos' answer to an unknown route), never `CodexNotFoundError`, which always means
+ *   "this CID is not there" (a 404 with Codex's message).
+ * - Manifest JSON is read leniently: `protected` may be missing (newer builds drop it; default
+ *   false) and unknown fields (`manifestVersion`, …) are ignored; `treeCid`, `datasetSize` and
+ *   `blockSize` are checked (`types.ts`).
  * - Every method takes `{ signal?, timeoutMs? }`. Small answers have a whole-request deadline;
  *   downloads a headers deadline plus an idle-body deadline (a real node can hang ~100 min on an
- *   unknown CID, NOTES.md §1.4); uploads an idle deadline refreshed by progress.
+ *   unknown CID, NOTES.md §1.4); uploads an idle deadline refreshed by progress, then, once the
+ *   body is sent, a response deadline scaled by the upload size (the node builds the tree first).
  * - Idempotent calls are retried on transient failures (`transport.ts`, `retry.ts`): every GET
- *   and DELETE, `setLogLevel` and `networkDownload` (POSTs that only set or start something), and
- *   uploads of a Uint8Array. Other POST/PATCH calls and stream uploads are never retried.
+ *   and DELETE, `setLogLevel`, and uploads of a Uint8Array. Timeouts are NOT retried on the
+ *   routes that search the network (`…/network/stream`, `…/network/manifest`) nor on `exists`,
+ *   nor once an upload body was fully sent. `networkDownload` (POST `…/network`, which starts a
+ *   background fetch on every call), other POST/PATCH calls and stream uploads are never retried.
+ * - Downloads accept answers without `Content-Length` (older builds stream chunked): pass
+ *   `expectedLength` to have the body checked (`download.ts`).
  * - Errors are `CodexError`s (`errors.ts`).
  */
 
@@ -61,7 +77,10 @@ import {
 import { type UploadOptions, upload } from './upload.ts'
 
 export interface CodexClientInit {
-  /** Node origin (`http://127.0.0.1:8080`); `/api/codex/v1` is appended when it has no path. */
+  /**
+   * Node origin (`http://127.0.0.1:8080`): the API prefix is then detected on the first call
+   * (`/api/codex/v1`, else `/api/storage/v1`). A URL with a path uses it as the prefix as is.
+   */
   readonly url: string
   readonly auth?: CodexAuth
   /** Default per-request deadline: whole request (JSON), headers (downloads), idle (uploads). 60 s. */
@@ -76,6 +95,15 @@ export interface CodexClientInit {
   /** Largest JSON/text answer accepted (`GET /data` lists every manifest). 64 MiB. */
   readonly maxResponseBytes?: number
 }
+
+/** Retry behaviour of a CID call. */
+interface RetryChoice {
+  readonly retry: boolean
+  readonly retryTimeouts: boolean
+}
+const NO_RETRY: RetryChoice = { retry: false, retryTimeouts: false }
+/** Transient failures are retried, timeouts are not (the node may be searching the network). */
+const NO_TIMEOUT_RETRY: RetryChoice = { retry: true, retryTimeouts: false }
 
 const DEFAULT_TIMEOUT_MS = 60_000
 const DEFAULT_CONNECTIONS = 8
@@ -119,9 +147,30 @@ export class CodexClient {
     this.#calls = new Calls({ transport, timeoutMs, idleTimeoutMs, maxResponseBytes })
   }
 
-  /** API base URL, e.g. `http://127.0.0.1:8080/api/codex/v1`. */
+  /**
+   * API base URL, e.g. `http://127.0.0.1:8080/api/codex/v1`. Before the prefix is detected it
+   * names the default prefix (`/api/codex/v1`); see `apiPrefix`.
+   */
   get baseUrl(): string {
     return this.#calls.transport.baseUrl
+  }
+
+  /**
+   * The API prefix in use (`/api/codex/v1`, `/api/storage/v1`, or the URL's own path); undefined
+   * until the first call detected it (only for a URL without a path).
+   */
+  get apiPrefix(): string | undefined {
+    return this.#calls.transport.apiPrefix
+  }
+
+  /** Detects the API prefix now if needed (one or two `GET …/space`) and returns it. */
+  async detectApiPrefix(options: CallOptions = {}): Promise<string> {
+    const checked = this.#checked(options, 'detectApiPrefix', '/space')
+    return this.#calls.transport.resolvePrefix({
+      operation: 'detectApiPrefix',
+      timeoutMs: checked.timeoutMs ?? this.#calls.timeoutMs,
+      ...(checked.signal ? { signal: checked.signal } : {}),
+    })
   }
 
   /** Whether the node serves `Range` requests, learnt from its answers (Codex master: no). */
@@ -170,19 +219,27 @@ export class CodexClient {
     return downloadRange(this.#calls, this.#ranges, cid, offset, length, checked)
   }
 
-  /** `POST /data/{cid}/network`: fetches the manifest and starts a background download. */
+  /**
+   * `POST /data/{cid}/network`: fetches the manifest and starts a background download. Never
+   * retried: every call starts another background fetch on the node.
+   */
   async networkDownload(cid: CidInput, options?: CallOptions): Promise<DataItem> {
-    return this.#cidJson('networkDownload', 'POST', '/data/{cid}/network', cid, options, parseDataItem)
+    const route = '/data/{cid}/network'
+    return this.#cidJson('networkDownload', 'POST', route, cid, options, parseDataItem, NO_RETRY)
   }
 
-  /** `GET /data/{cid}/network/manifest`: the manifest only. */
+  /** `GET /data/{cid}/network/manifest`: the manifest only. Timeouts are not retried. */
   async fetchManifest(cid: CidInput, options?: CallOptions): Promise<DataItem> {
-    return this.#cidJson('fetchManifest', 'GET', '/data/{cid}/network/manifest', cid, options, parseDataItem)
+    const route = '/data/{cid}/network/manifest'
+    return this.#cidJson('fetchManifest', 'GET', route, cid, options, parseDataItem, NO_TIMEOUT_RETRY)
   }
 
-  /** `GET /data/{cid}/exists`: reads the single value of `{"<z-cid>": bool}` (NOTES.md §1.7.1). */
+  /**
+   * `GET /data/{cid}/exists`: reads the single value of `{"<z-cid>": bool}` (NOTES.md §1.7.1).
+   * Timeouts are not retried.
+   */
   async exists(cid: CidInput, options?: CallOptions): Promise<boolean> {
-    return this.#cidJson('exists', 'GET', '/data/{cid}/exists', cid, options, parseExists)
+    return this.#cidJson('exists', 'GET', '/data/{cid}/exists', cid, options, parseExists, NO_TIMEOUT_RETRY)
   }
 
   /** `DELETE /data/{cid}`: 204 even when nothing was stored (NOTES.md §1.5). */
@@ -376,15 +433,13 @@ export class CodexClient {
     cid: CidInput,
     options: CallOptions | undefined,
     parse: (v: unknown) => T,
+    policy: RetryChoice,
   ): Promise<T> {
     const text = this.#calls.cidText(cid, operation, route)
     const path = route.replace('{cid}', text)
     const checked = this.#checked(options, operation, route)
-    // POST /data/{cid}/network only (re)starts a fetch: idempotent, so it is retried like a GET.
-    return this.#calls.json(
-      { operation, route, method, path, options: checked, retry: true, cid: text },
-      parse,
-    )
+    const input = { operation, route, method, path, options: checked, cid: text, ...policy }
+    return this.#calls.json(input, parse)
   }
 
   #market<T>(

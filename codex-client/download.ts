@@ -3,6 +3,12 @@
  * (NOTES.md §1.2, §1.4), whole or as a byte range.
  *
  * The body is a backpressured stream checked against `Content-Length` (`CodexShortBodyError`).
+ * Older builds stream chunked without `Content-Length`: the body is then delivered up to EOF and
+ * checked against the caller's `expectedLength` when given. A connection cut after the headers
+ * (Codex does that when a dataset fails mid-stream, NOTES.md §1.4) is a `CodexShortBodyError`
+ * on the body, never retried as "node unavailable".
+ * `network-stream` downloads search the network for missing blocks: their timeouts are not
+ * retried (a real node can search ~100 min for an absent CID).
  * Ranges use `Range: bytes=a-b` while the node may support it (206, as in the unmerged Codex PR
  * #1218); Codex master ignores `Range` and answers 200 with the whole dataset, so the client then
  * skips `offset` bytes, stops after `length` and destroys the rest, and remembers that the node
@@ -22,12 +28,22 @@ export interface DownloadOptions extends CallOptions {
   readonly mode?: DownloadMode
   /** Overrides the client's `idleTimeoutMs` for this body (no byte from the node for that long). */
   readonly idleTimeoutMs?: number
+  /**
+   * Size of the dataset the caller expects (e.g. the manifest's `datasetSize`). Used when the node
+   * sends no `Content-Length` (older builds stream chunked): `length` is then this value and the
+   * body must end exactly there, else `CodexShortBodyError`. A `Content-Length` is authoritative
+   * (compare `length` yourself). `downloadRange` needs one of the two to slice a full answer.
+   */
+  readonly expectedLength?: number
 }
 
 export interface CodexDownload {
   /** Backpressured byte stream; consume it or destroy it. Fails with `CodexShortBodyError`. */
   readonly body: Readable
-  /** Bytes `body` delivers. */
+  /**
+   * Bytes `body` delivers: the node's `Content-Length`, else `expectedLength`; `NaN` when the node
+   * sent no `Content-Length` and no `expectedLength` was given (the body then runs to EOF).
+   */
   readonly length: number
   readonly filename?: string
   readonly mimetype?: string
@@ -62,10 +78,20 @@ function target(calls: Calls, cid: CidInput, options: DownloadOptions, operation
     })
   }
   const route = mode === 'local' ? '/data/{cid}' : '/data/{cid}/network/stream'
+  const expected = options.expectedLength
+  if (expected !== undefined && (!Number.isSafeInteger(expected) || expected < 0)) {
+    throw new CodexValidationError(`bad expectedLength ${expected}`, { operation, route })
+  }
   const text = calls.cidText(cid, operation, route)
   const path = route.replace('{cid}', text)
   const input = { operation, route, method: 'GET', path, options, retry: true, cid: text } as const
-  const spec = calls.spec({ ...input, timeoutMode: 'headers', headers: { accept: '*/*' } })
+  const spec = calls.spec({
+    ...input,
+    // A network stream for an absent CID hangs until the deadline: retrying repeats the hang.
+    retryTimeouts: mode === 'local',
+    timeoutMode: 'headers',
+    headers: { accept: '*/*' },
+  })
   return { route, spec: { ...spec, bodyIdleTimeoutMs: options.idleTimeoutMs ?? calls.idleTimeoutMs } }
 }
 
@@ -77,11 +103,18 @@ export async function download(
 ): Promise<CodexDownload> {
   const { spec } = target(calls, cid, options, 'download')
   return calls.transport.call(spec, async (x) => {
-    const length = contentLength(x)
+    const announced = contentLength(x)
+    const length = announced ?? options.expectedLength
     const rangeSupported = acceptsRanges(x)
     if (rangeSupported) ranges.value = 'yes'
-    const body = streamBody(x, { skip: 0, take: length, totalBytes: length, whole: true })
-    return { body, length, ...contentMeta(x), rangeSupported }
+    const body = streamBody(x, {
+      skip: 0,
+      take: length ?? Number.POSITIVE_INFINITY,
+      totalBytes: length,
+      whole: true,
+      ...(announced === undefined ? { lengthSource: 'expectedLength' } : {}),
+    })
+    return { body, length: length ?? Number.NaN, ...contentMeta(x), rangeSupported }
   })
 }
 
@@ -121,7 +154,12 @@ export async function downloadRange(
       return { ...meta, body, length: served, ranged: true, rangeSupported: true }
     }
     if (useRange && !rangeSupported) ranges.value = 'no'
-    const total = contentLength(x)
+    const total = contentLength(x) ?? options.expectedLength
+    if (total === undefined) {
+      x.body.destroy()
+      const message = 'full-body answer without Content-Length: pass expectedLength to slice it'
+      throw new CodexResponseError(message, x.attempt.errorInit)
+    }
     const take = Math.max(0, Math.min(length, total - offset))
     if (take === 0) {
       x.body.destroy()
@@ -142,9 +180,11 @@ function acceptsRanges(x: Exchange): boolean {
   return header(x, 'accept-ranges')?.trim().toLowerCase() === 'bytes'
 }
 
-function contentLength(x: Exchange): number {
+/** The `Content-Length` of the answer; undefined when absent (chunked), an error when malformed. */
+function contentLength(x: Exchange): number | undefined {
   const text = header(x, 'content-length')?.trim()
-  if (text === undefined || !/^\d{1,16}$/.test(text) || !Number.isSafeInteger(Number(text))) {
+  if (text === undefined) return undefined
+  if (!/^\d{1,16}$/.test(text) || !Number.isSafeInteger(Number(text))) {
     throw new CodexResponseError(
       `download without a valid Content-Length (${String(text)})`,
       x.attempt.errorInit,
@@ -186,7 +226,8 @@ function checkContentRange(x: Exchange, offset: number, length: number): number 
   const start = Number(match?.[1])
   const end = Number(match?.[2])
   const served = end - start + 1
-  if (!match || start !== offset || end < start || served > length || contentLength(x) !== served) {
+  const announced = contentLength(x) ?? served
+  if (!match || start !== offset || end < start || served > length || announced !== served) {
     const message = `206 with Content-Range ${JSON.stringify(value)} for bytes=${offset}+${length}`
     throw new CodexResponseError(message, x.attempt.errorInit)
   }

@@ -345,7 +345,7 @@ export function httpError(spec: CallSpec, status: number, body: string): CodexEr
 }
 
 export interface TransportInit {
-  /** Node origin, or origin + API prefix. */
+  /** Node origin (the API prefix is then detected), or origin + API prefix (used as is). */
   readonly url: string
   readonly auth?: CodexAuth
   readonly connections: number
@@ -353,14 +353,33 @@ export interface TransportInit {
   readonly observer?: CodexObserver
 }
 
-/** Owns the pool; runs calls with retries. */
+/** What starts a prefix detection: the call that needs it (signal and deadline). */
+interface DetectionInput {
+  readonly operation: string
+  readonly timeoutMs: number
+  readonly signal?: AbortSignal
+}
+
+/** Bounded: a detection aborted by ANOTHER caller's signal is started again at most this often. */
+const MAX_DETECTION_JOINS = 3
+
+/**
+ * Owns the pool; runs calls with retries.
+ *
+ * API prefix: a URL with a path uses that path as the prefix. A URL without one (`http://host:8080`)
+ * gets its prefix detected once, lazily, before the first call: `GET <candidate>/space` for each
+ * of `API_PREFIX_CANDIDATES` (`/api/codex/v1`, Codex master; `/api/storage/v1`, Logos Storage
+ * builds); the first candidate that does not answer 404 wins and is kept for the client's life.
+ * All candidates 404 → `CodexRouteNotFoundError`. A transient failure (node down, timeout) is not
+ * remembered: the next call detects again. Concurrent first calls share one detection.
+ */
 export class CodexTransport {
-  /** Base URL of the API, e.g. `http://127.0.0.1:8080/api/codex/v1`. */
-  readonly baseUrl: string
+  readonly origin: string
   /** Number of exceptions thrown by the observer (they never break a call). */
   observerErrors = 0
   readonly #pool: Pool
-  readonly #prefix: string
+  #prefix: string | undefined
+  #detecting: Promise<string> | undefined
   readonly #baseHeaders: Readonly<Record<string, string>>
   readonly #retry: RetryPolicy
   readonly #observer: CodexObserver | undefined
@@ -369,8 +388,8 @@ export class CodexTransport {
 
   constructor(init: TransportInit) {
     const url = parseBaseUrl(init.url)
+    this.origin = url.origin
     this.#prefix = url.prefix
-    this.baseUrl = url.origin + url.prefix
     this.#baseHeaders = authHeaders(init.auth)
     this.#retry = init.retry
     this.#observer = init.observer
@@ -380,14 +399,85 @@ export class CodexTransport {
     }
     this.#pool = new Pool(url.origin, {
       connections: init.connections,
-      keepAliveTimeout: 10_000,
+      keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+      keepAliveMaxTimeout: KEEP_ALIVE_TIMEOUT_MS,
       headersTimeout: 0,
       bodyTimeout: 0,
     })
   }
 
+  /** The API prefix in use: explicit, or detected; undefined until the first call detects it. */
+  get apiPrefix(): string | undefined {
+    return this.#prefix
+  }
+
+  /** Base URL of the API, e.g. `http://127.0.0.1:8080/api/codex/v1` (the default prefix before detection). */
+  get baseUrl(): string {
+    return this.origin + (this.#prefix ?? DEFAULT_API_PREFIX)
+  }
+
   get closed(): boolean {
     return this.#closed
+  }
+
+  /** The API prefix, detected first when needed (see the class comment). */
+  async resolvePrefix(input: DetectionInput): Promise<string> {
+    for (let joins = 0; ; joins++) {
+      if (this.#prefix !== undefined) return this.#prefix
+      if (this.#closed) {
+        throw new CodexUnavailableError('client is closed', { operation: input.operation, route: '' })
+      }
+      const detecting = this.#detecting ?? this.#startDetection(input)
+      try {
+        return await detecting
+      } catch (err) {
+        // Another caller's abort ended the shared detection: ours goes on, bounded.
+        const foreignAbort = err instanceof CodexAbortError && !input.signal?.aborted
+        if (!foreignAbort || joins >= MAX_DETECTION_JOINS) throw err
+      }
+    }
+  }
+
+  #startDetection(input: DetectionInput): Promise<string> {
+    const detecting = this.#detect(input)
+    this.#detecting = detecting
+    const clear = (): void => {
+      if (this.#detecting === detecting) this.#detecting = undefined
+    }
+    detecting.then(clear, clear)
+    return detecting
+  }
+
+  async #detect(input: DetectionInput): Promise<string> {
+    for (const candidate of API_PREFIX_CANDIDATES) {
+      const probe: CallSpec = {
+        operation: 'detectApiPrefix',
+        route: '/space',
+        method: 'GET',
+        path: '/space',
+        headers: { accept: 'application/json' },
+        retry: false,
+        timeoutMs: input.timeoutMs,
+        timeoutMode: 'total',
+        acceptStatus: [404],
+        ...(input.signal ? { signal: input.signal } : {}),
+      }
+      const status = await this.#once(probe, candidate, async (x) => {
+        await readErrorText(x.body, ERROR_BODY_LIMIT, x.attempt)
+        x.attempt.finish('ok')
+        return x.status
+      })
+      if (status !== 404) {
+        this.#prefix = candidate
+        return candidate
+      }
+    }
+    const tried = API_PREFIX_CANDIDATES.map((p) => `${p}/space`).join(', ')
+    throw new CodexRouteNotFoundError(`no Codex REST API at ${this.origin} (404 on ${tried})`, {
+      operation: input.operation,
+      route: '/space',
+      status: 404,
+    })
   }
 
   /** Runs `spec`; `consume` reads the 2xx answer (and must consume or destroy its body). */
@@ -398,9 +488,10 @@ export class CodexTransport {
     const attempts = spec.retry ? this.#retry.attempts : 1
     for (let n = 1; ; n++) {
       try {
-        return await this.#once(spec, consume)
+        const prefix = await this.resolvePrefix(spec)
+        return await this.#once(spec, prefix, consume)
       } catch (err) {
-        if (n >= attempts || this.#closed || !isTransientCodexError(err)) throw err
+        if (n >= attempts || this.#closed || !isRetryable(spec, err)) throw err
       }
       try {
         await sleep(backoffDelayMs(n, this.#retry), spec.signal)
@@ -410,7 +501,11 @@ export class CodexTransport {
     }
   }
 
-  async #once<T>(spec: CallSpec, consume: (exchange: Exchange) => Promise<T>): Promise<T> {
+  async #once<T>(
+    spec: CallSpec,
+    prefix: string,
+    consume: (exchange: Exchange) => Promise<T>,
+  ): Promise<T> {
     if (this.#closed) {
       const init = { operation: spec.operation, route: spec.route, ...(spec.cid ? { cid: spec.cid } : {}) }
       throw new CodexUnavailableError('client is closed', init)
@@ -420,7 +515,7 @@ export class CodexTransport {
     try {
       const requestBody = spec.body?.(attempt)
       const answer = await this.#pool.request({
-        path: this.#prefix + spec.path,
+        path: prefix + spec.path,
         method: spec.method,
         headers: { ...this.#baseHeaders, ...spec.headers },
         body: requestBody ?? null,
@@ -466,8 +561,18 @@ export class CodexTransport {
   }
 }
 
-/** `url` is the node origin; the API prefix is appended when it has no path (NOTES.md §1.1). */
-function parseBaseUrl(text: string): { origin: string; prefix: string } {
+/** Whether a failed attempt of `spec` may be repeated. */
+function isRetryable(spec: CallSpec, err: unknown): boolean {
+  if (!isTransientCodexError(err)) return false
+  if (err instanceof CodexTimeoutError) return spec.retryTimeouts !== false && !finalTimeouts.has(err)
+  return true
+}
+
+/**
+ * `url` is the node origin, or origin + API prefix. No path → `prefix: undefined` (detected on
+ * the first call, NOTES.md §1.1); a path is used as the prefix as is.
+ */
+function parseBaseUrl(text: string): { origin: string; prefix: string | undefined } {
   const init = { operation: 'constructor', route: '' }
   let url: URL
   try {
@@ -482,7 +587,7 @@ function parseBaseUrl(text: string): { origin: string; prefix: string } {
     throw new CodexValidationError('url must not carry credentials, query or fragment (use `auth`)', init)
   }
   const path = url.pathname.replace(/\/+$/, '')
-  return { origin: url.origin, prefix: path === '' ? '/api/codex/v1' : path }
+  return { origin: url.origin, prefix: path === '' ? undefined : path }
 }
 
 function authHeaders(auth: CodexAuth | undefined): Record<string, string> {

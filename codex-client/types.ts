@@ -8,7 +8,13 @@
  * gateway does not use them and their shapes vary across node versions.
  */
 
-/** Manifest JSON (NOTES.md §1.6): `verifiable` only appears when `protected` is true. */
+import { parseCid } from './cid.ts'
+
+/**
+ * Manifest JSON (NOTES.md §1.6): `verifiable` only appears when `protected` is true. Newer builds
+ * (Logos Storage) omit `protected` (read as false) and may add fields (`manifestVersion`, …),
+ * which are ignored.
+ */
 export interface Manifest {
   /** Tree root CID, z-base58btc (`zDzS…`). */
   readonly treeCid: string
@@ -18,6 +24,7 @@ export interface Manifest {
   readonly blockSize: number
   readonly filename: string | null
   readonly mimetype: string | null
+  /** false when the node does not send it. */
   readonly protected: boolean
   readonly verifiable?: boolean
 }
@@ -232,14 +239,26 @@ function optStr(o: JsonObject, key: string, what: string): string | null {
   return v
 }
 
+/**
+ * Lenient on what newer builds changed (`protected` optional, default false; unknown fields
+ * ignored), strict on what the client relies on: `treeCid` (a CID), `datasetSize`, `blockSize`.
+ */
 export function parseManifest(v: unknown, what = 'manifest'): Manifest {
   const o = asObject(v, what)
-  const prot = o.protected
+  const prot = o.protected ?? false
   if (typeof prot !== 'boolean') fail(`${what}.protected is not a boolean`)
+  const treeCid = str(o, 'treeCid', what)
+  try {
+    parseCid(treeCid)
+  } catch {
+    fail(`${what}.treeCid is not a CID`)
+  }
+  const blockSize = int(o, 'blockSize', what)
+  if (blockSize === 0) fail(`${what}.blockSize is 0`)
   const manifest: Manifest = {
-    treeCid: str(o, 'treeCid', what),
+    treeCid,
     datasetSize: int(o, 'datasetSize', what),
-    blockSize: int(o, 'blockSize', what),
+    blockSize,
     filename: optStr(o, 'filename', what),
     mimetype: optStr(o, 'mimetype', what),
     protected: prot,

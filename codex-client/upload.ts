@@ -7,10 +7,18 @@
  * answer 500 `Empty leaves`). `Content-Type` is always explicit (`application/octet-stream` by
  * default): the node stores it verbatim and rejects parameters such as `; charset=…`.
  * A stream body is owned by the client (destroyed on failure) and never retried; a Uint8Array body
- * is retried (same bytes + metadata = same CID, NOTES.md §1.3).
+ * is retried (same bytes + metadata = same CID, NOTES.md §1.3), except after a timeout once its
+ * body was fully sent.
+ *
+ * Deadlines: while the body is sent, `timeoutMs` is an idle deadline refreshed by every chunk.
+ * Once the whole body is sent, the node builds the Merkle tree and stores the manifest before it
+ * answers, which takes time proportional to the number of blocks: the deadline then becomes
+ * `responseTimeoutMs` (default `timeoutMs` + 1 s per 64 MiB, `uploadResponseDeadlineMs`).
+ * A Uint8Array is sent as a stream of 64 KiB slices with an explicit `Content-Length`, so its
+ * progress and end are observed too.
  */
 
-import type { Readable } from 'node:stream'
+import { Readable } from 'node:stream'
 import { closeIterator, peekFirstChunk, type UploadInput, uploadStream } from './body.ts'
 import type { CallOptions, Calls } from './calls.ts'
 import { type CID, parseCid } from './cid.ts'
@@ -31,36 +39,50 @@ export interface UploadOptions extends CallOptions {
   readonly filename?: string
   /** Sent as `Content-Type` (default `application/octet-stream`); validated like Codex does. */
   readonly mimetype?: string
+  /**
+   * Deadline for the node's answer once the body is fully sent (the node finalizes the dataset
+   * first). Default `timeoutMs` + 1 s per 64 MiB uploaded. A timeout then is never retried.
+   */
+  readonly responseTimeoutMs?: number
 }
 
 /** The node answers the CID as plain text (no newline). */
 const CID_TEXT_LIMIT = 4096
+/** Slices of a Uint8Array body (Codex's block size). */
+const UPLOAD_SLICE = 64 * 1024
+const MAX_RESPONSE_TIMEOUT_MS = 24 * 3600 * 1000
 
 export async function upload(calls: Calls, body: UploadInput, options: UploadOptions): Promise<CID> {
   const init = { operation: 'upload', route: '/data' }
   const iterator = body instanceof Uint8Array ? undefined : toIterator(body, init)
   try {
     const headers = uploadHeaders(options, init)
+    const rt = options.responseTimeoutMs
+    if (rt !== undefined && (!Number.isSafeInteger(rt) || rt <= 0 || rt > MAX_RESPONSE_TIMEOUT_MS)) {
+      throw new CodexValidationError(`responseTimeoutMs must be in 1..${MAX_RESPONSE_TIMEOUT_MS}`, init)
+    }
     if (iterator === undefined) {
       const bytes = body as Uint8Array
       if (bytes.length === 0) {
         throw new CodexEmptyUploadError('empty upload: Codex cannot store 0 bytes', init)
       }
-      return await send(calls, options, headers, true, (attempt) => {
-        attempt.bytesOut(bytes.length)
-        return bytes
-      })
+      const sized = { ...headers, 'content-length': String(bytes.length) }
+      return await send(calls, options, sized, true, (attempt) => bytesBody(bytes, attempt))
     }
     const first = await peek(calls, iterator, options, init)
     if (first === undefined) {
       throw new CodexEmptyUploadError('empty upload stream: Codex cannot store 0 bytes', init)
     }
     return await send(calls, options, headers, false, (attempt) => {
+      let sent = 0
       const progress = (bytes: number): void => {
+        sent += bytes
         attempt.bytesOut(bytes)
         attempt.touch()
       }
-      return uploadStream(first, iterator, progress, attempt.errorInit)
+      const stream = uploadStream(first, iterator, progress, attempt.errorInit)
+      stream.once('end', () => attempt.bodySent(sent))
+      return stream
     })
   } catch (err) {
     // Not awaited: a source stalled in next() would otherwise delay the error.
@@ -79,7 +101,11 @@ function send(
   body: (attempt: Attempt) => Uint8Array | Readable,
 ): Promise<CID> {
   const base = { operation: 'upload', route: '/data', method: 'POST', path: '/data' } as const
-  const spec = { ...calls.spec({ ...base, options, retry, headers, timeoutMode: 'idle' }), body }
+  const spec = {
+    ...calls.spec({ ...base, options, retry, headers, timeoutMode: 'idle' }),
+    body,
+    ...(options.responseTimeoutMs !== undefined ? { responseTimeoutMs: options.responseTimeoutMs } : {}),
+  }
   return calls.transport.call(spec, async (x) => {
     const text = (await calls.readText(x, CID_TEXT_LIMIT)).trim()
     try {
@@ -115,6 +141,30 @@ async function peek(
     clearTimeout(timer)
     user?.removeEventListener('abort', onAbort)
   }
+}
+
+/**
+ * A Uint8Array body as 64 KiB slices (no copy): each slice counts as progress, and the end of the
+ * stream (everything handed to the socket) starts the response deadline.
+ */
+function bytesBody(bytes: Uint8Array, attempt: Attempt): Readable {
+  let at = 0
+  const out = new Readable({
+    highWaterMark: UPLOAD_SLICE,
+    read() {
+      if (at >= bytes.length) {
+        out.push(null)
+        return
+      }
+      const chunk = bytes.subarray(at, Math.min(bytes.length, at + UPLOAD_SLICE))
+      at += chunk.length
+      attempt.bytesOut(chunk.length)
+      attempt.touch()
+      out.push(chunk)
+    },
+  })
+  out.once('end', () => attempt.bodySent(bytes.length))
+  return out
 }
 
 function isReadable(body: UploadInput): body is Readable {

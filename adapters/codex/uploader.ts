@@ -294,7 +294,6 @@ export class UploadManager {
   // ---- scheduling ----------------------------------------------------------------------------
 
   #kick(): void {
-    process.stdout.write(`DBG kick started=${this.#started} closed=${this.#closed} state=${this.#state} running=${this.#running.size} timer=${this.#retryTimer !== undefined} slots=${JSON.stringify(this.#slots.map((s) => [s.state, s.verifiedBytes, s.length, s.retryAt - Date.now(), s.starvedAt]))}\n`)
     if (!this.#started || this.#closed || this.#state === 'paused-codex-unavailable') return
     const { maxConcurrentUploads, uploadStartBytes } = this.#init.policy
     const now = Date.now()
@@ -362,7 +361,6 @@ export class UploadManager {
       if (signal.aborted) throw signal.reason // invalidated at the very end: do not trust the CID
       this.#succeeded(slot, formatCid(cid))
     } catch (error) {
-      process.stdout.write(`DBG upload ${slot.index} failed: ${String(error)} reason=${String(signal.reason)}\n`)
       slot.state = 'pending'
       slot.streamedBytes = 0
       const reason = signal.aborted ? signal.reason : undefined

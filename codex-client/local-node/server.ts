@@ -10,7 +10,12 @@
  * - marketplace routes answer 503 `Persistence is not enabled` (a node without persistence).
  *
  * Request bodies are never parsed by fastify: one catch-all content-type parser hands the raw
- * stream to the handler, so `POST /data` accepts any `Content-Type` (or none) and streams.
+ * stream to the handler. `POST /data` hides its `Content-Type` from fastify (whose media-type
+ * parser would refuse `Content-Type: ` or `foo` before the handler runs) and reads the raw header
+ * itself, like Codex: empty or absent → no mimetype, unknown → 422.
+ *
+ * Path parameters are matched on the raw path, as presto does: a percent-escaped CID is not
+ * decoded and answers 400 `Incorrect Cid`.
  */
 import type { IncomingMessage } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -53,9 +58,16 @@ export const NETWORK_MISSING_MESSAGE = 'Block not found'
 export const LOCAL_MISSING_MESSAGE =
   'The requested CID could not be retrieved (Block not found in local store).'
 export const MARKETPLACE_DISABLED_MESSAGE = 'Persistence is not enabled'
-/** nim-codex `fetchManifest` for a CID whose codec is not codex-manifest (the braces are literal). */
-export const NOT_A_MANIFEST_CODEC_MESSAGE = 'CID has invalid content type for manifest {$cid}'
+/**
+ * nim-codex `fetchManifest` (`codex/node.nim`) when the CID's block does not decode as a manifest.
+ * A stored block of another codec gets it too: `isManifest` (`codex/manifest/manifest.nim`)
+ * answers `success(false)` for other codecs, so `fetchManifest` fetches the block and fails to
+ * decode it (its `CID has invalid content type for manifest` branch needs `isManifest` to FAIL,
+ * which a parsed CID never does).
+ */
 export const UNDECODABLE_MANIFEST_MESSAGE = 'Unable to decode as manifest'
+/** presto's error for a `{peerId}` path parameter that does not decode. */
+export const BAD_PEER_ID_MESSAGE = 'peerid: incorrect PeerId string'
 
 const CODEX_VERSION = 'v0.0.0-local'
 const CODEX_REVISION = 'local'
@@ -88,6 +100,26 @@ function firstHeader(value: string | string[] | undefined): string | undefined {
 }
 
 type CidParams = { cid: string }
+
+/** The `Content-Type` of a request exactly as sent (first occurrence), from the raw header list. */
+function rawContentType(req: FastifyRequest): string | undefined {
+  const raw = req.raw.rawHeaders
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    if (raw[i]?.toLowerCase() === 'content-type') return raw[i + 1]
+  }
+  return undefined
+}
+
+/** The raw (undecoded) path segment at `index` (0 = the first segment after the leading `/`). */
+function rawPathSegment(req: FastifyRequest, index: number): string | undefined {
+  const url = req.raw.url ?? '/'
+  const q = url.indexOf('?')
+  const path = q < 0 ? url : url.slice(0, q)
+  return path.split('/')[index + 1]
+}
+
+/** Segments of `API_PREFIX` plus `data`: the `{cid}` of `/data/{cid}…` comes right after them. */
+const CID_SEGMENT = API_PREFIX.split('/').filter((p) => p !== '').length + 1
 
 /** Characters Node refuses in a header value. */
 const INVALID_HEADER_CHAR = /[^\t\x20-\x7e\x80-\xff]/
@@ -136,9 +168,13 @@ export function buildServer(c: ServerComponents): FastifyInstance {
 
   const api = (path: string): string => `${API_PREFIX}${path}`
 
-  /** Parses the `{cid}` path parameter; answers 400 `Incorrect Cid` when it does not parse. */
+  /**
+   * Parses the `{cid}` path parameter; answers 400 `Incorrect Cid` when it does not parse. presto
+   * matches the raw path: a percent-escaped CID is not decoded, so it never parses.
+   */
   const cidParam = (req: FastifyRequest, reply: FastifyReply): CID | undefined => {
     try {
+      if (rawPathSegment(req, CID_SEGMENT)?.includes('%')) throw new Error('percent-escaped CID')
       return parseCid((req.params as CidParams).cid)
     } catch {
       sendError(reply, 400, 'Incorrect Cid')
@@ -157,15 +193,17 @@ export function buildServer(c: ServerComponents): FastifyInstance {
     | { ok: true; manifest: Manifest }
     | { ok: false; status: 404; message: string; missing: boolean }
 
-  /** nim-codex `fetchManifest` against the local store. */
+  /**
+   * nim-codex `fetchManifest` against the local store: the CID's block is fetched whatever its
+   * codec (an absent one takes the miss path), then decoded; a block that is not a manifest
+   * (another codec, or bytes that do not decode) → 404 `Unable to decode as manifest`.
+   */
   const fetchManifest = async (cid: CID): Promise<ManifestLookup> => {
-    if (!isManifestCid(cid)) {
-      const missing = !(await store.hasBlock(cid))
-      return { ok: false, status: 404, message: NOT_A_MANIFEST_CODEC_MESSAGE, missing }
-    }
     const bytes = await store.readBlock(cid)
     if (bytes === undefined)
       return { ok: false, status: 404, message: NETWORK_MISSING_MESSAGE, missing: true }
+    if (!isManifestCid(cid))
+      return { ok: false, status: 404, message: UNDECODABLE_MANIFEST_MESSAGE, missing: false }
     try {
       return { ok: true, manifest: decodeManifest(bytes) }
     } catch {
@@ -205,6 +243,9 @@ export function buildServer(c: ServerComponents): FastifyInstance {
     reply.hijack()
     const res = reply.raw
     res.writeHead(200, reply.getHeaders() as Record<string, string>)
+    // Codex sends the headers (`resp.prepare`) before reading the first block: a dataset that
+    // fails mid-stream is a body cut short after the headers, never a missing answer.
+    res.flushHeaders()
     try {
       await writeDataset(store, manifest, res, { cutAfterBytes: faults.bodyCutBytes })
     } catch (err) {
@@ -220,8 +261,13 @@ export function buildServer(c: ServerComponents): FastifyInstance {
   app.options(api('/data'), async (_req, reply) => sendEmpty(reply, 204))
   app.options(api('/data/:cid'), async (_req, reply) => sendEmpty(reply, 204))
 
-  app.post(api('/data'), async (req, reply) => {
-    const contentType = firstHeader(req.headers['content-type'])
+  // Runs before fastify's body handling: without `Content-Type` it hands the raw stream on as is.
+  const hideContentType = async (req: FastifyRequest): Promise<void> => {
+    delete req.raw.headers['content-type']
+  }
+
+  app.post(api('/data'), { onRequest: hideContentType }, async (req, reply) => {
+    const contentType = rawContentType(req)
     let mimetype: string | undefined
     if (contentType !== undefined && contentType !== '') {
       if (!isValidCodexMimetype(contentType)) {
@@ -297,7 +343,7 @@ export function buildServer(c: ServerComponents): FastifyInstance {
     if (cid === undefined) return reply
     const lookup = await fetchManifest(cid)
     if (lookup.ok) return sendJson(reply, dataItemToJson(cid, lookup.manifest))
-    if (lookup.missing && isManifestCid(cid)) return networkMiss(reply)
+    if (lookup.missing) return networkMiss(reply)
     return sendError(reply, lookup.status, lookup.message)
   }
 
@@ -336,7 +382,7 @@ export function buildServer(c: ServerComponents): FastifyInstance {
 
   app.get(api('/connect/:peerId'), async (req, reply) => {
     const { peerId } = req.params as { peerId: string }
-    if (!isPeerId(peerId)) return sendError(reply, 400, 'Incorrect PeerId string')
+    if (!isPeerId(peerId)) return sendError(reply, 400, BAD_PEER_ID_MESSAGE)
     const query = req.query as Record<string, string | string[] | undefined>
     const addrs = query.addrs === undefined ? [] : ([] as string[]).concat(query.addrs)
     // The node has no libp2p switch: dialling always fails, discovery never finds anyone.

@@ -165,9 +165,13 @@ describe('e2e: Codex faults during ingest and seeding', { timeout: 88_000 }, () 
   })
 
   test('ingest: a full quota pauses uploads (visible); raising it resumes them', async () => {
-    const made = await seeded('fault-quota', [2 * MIB + 7, 300_003])
+    // Files under one Codex block (64 KiB): the node reads a whole upload body before it finds the
+    // quota exceeded. (With larger bodies the local node answers 500 without reading the rest, and
+    // an upload on that keep-alive connection can then hang until the client's idle timeout, 60 s:
+    // a local-node bug, see the report.)
+    const made = await seeded('fault-quota', [50_001, 40_003, 3_333])
     const space = (await (await fetch(`${codex.url}${CODEX_API}/space`)).json()) as { quotaUsedBytes: number }
-    codex.faults.setQuota(space.quotaUsedBytes + 256 * 1024)
+    codex.faults.setQuota(space.quotaUsedBytes + 32 * 1024)
     let id: string
     try {
       id = await addTorrent(gw, made.bytes, [`${HOST}:${seeder.port}`])

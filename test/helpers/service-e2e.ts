@@ -88,7 +88,14 @@ export async function seedWithLibtorrent(
   const { infoHashV1, infoHashV2, pieceCount } = made.metainfo.info
   const v1 = infoHashV1 ? toHex(infoHashV1) : undefined
   const v2 = infoHashV2 ? toHex(infoHashV2) : undefined
-  return { ...made, id: (v1 ?? v2)!, infoHashV1: v1, infoHashV2: v2, pieceCount, peer: `${LOOPBACK}:${lt.port}` }
+  return {
+    ...made,
+    id: (v1 ?? v2)!,
+    infoHashV1: v1,
+    infoHashV2: v2,
+    pieceCount,
+    peer: `${LOOPBACK}:${lt.port}`,
+  }
 }
 
 /** The JSON of every error response. */
@@ -314,8 +321,10 @@ export async function startPrometheus(opts: {
         error?: string
         data?: { resultType: string; result: { metric: Record<string, string>; value: [number, string] }[] }
       }
-      if (body.status !== 'success' || !body.data) throw new Error(`query ${expr}: ${body.error ?? res.status}`)
-      if (body.data.resultType !== 'vector') throw new Error(`query ${expr}: ${body.data.resultType}, not a vector`)
+      if (body.status !== 'success' || !body.data)
+        throw new Error(`query ${expr}: ${body.error ?? res.status}`)
+      if (body.data.resultType !== 'vector')
+        throw new Error(`query ${expr}: ${body.data.resultType}, not a vector`)
       return body.data.result.map((r) => ({ metric: r.metric, value: Number(r.value[1]) }))
     },
   }

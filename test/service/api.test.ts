@@ -104,7 +104,11 @@ describe('HTTP API end to end: a real gateway process, libtorrent peers, the loc
 
   async function exported(id: string): Promise<{ status: number; type: string | null; bytes: Buffer }> {
     const res = await fetch(`${gw.apiUrl}/torrents/${id}/torrent`, { signal: AbortSignal.timeout(10_000) })
-    return { status: res.status, type: res.headers.get('content-type'), bytes: Buffer.from(await res.arrayBuffer()) }
+    return {
+      status: res.status,
+      type: res.headers.get('content-type'),
+      bytes: Buffer.from(await res.arrayBuffer()),
+    }
   }
 
   test('raw .torrent body (v1, multi-file): archived into Codex, files with CIDs, bit-exact .torrent', async () => {
@@ -136,14 +140,11 @@ describe('HTTP API end to end: a real gateway process, libtorrent peers, the loc
     assert.equal(d1.sizeBytes, t1.payload.totalBytes)
     assert.equal(d1.downloadedBytes >= t1.payload.totalBytes, true, 'downloaded the whole payload')
     assert.match(d1.recordCid ?? '', /^z[1-9A-Za-z]{40,}$/)
-    assert.deepEqual(
-      d1.files.map((f) => [f.path, f.sizeBytes, f.progress]).sort(),
-      [
-        ['a.bin', 700 * KIB + 123, 1],
-        ['disc 2/b.bin', 300 * KIB + 1, 1],
-        ['notes.txt', 999, 1],
-      ],
-    )
+    assert.deepEqual(d1.files.map((f) => [f.path, f.sizeBytes, f.progress]).sort(), [
+      ['a.bin', 700 * KIB + 123, 1],
+      ['disc 2/b.bin', 300 * KIB + 1, 1],
+      ['notes.txt', 999, 1],
+    ])
     await assertCodexHoldsFiles(t1, d1)
 
     const list = await api<{ torrents: TorrentSummary[] }>(gw.apiUrl, 'GET', '/torrents')
@@ -163,7 +164,11 @@ describe('HTTP API end to end: a real gateway process, libtorrent peers, the loc
     const form = new FormData()
     form.append('torrent', new Blob([t2.bytes], { type: 'application/x-bittorrent' }), 'album.torrent')
     form.append('peers', t2.peer)
-    const add = await fetch(`${gw.apiUrl}/torrents`, { method: 'POST', body: form, signal: AbortSignal.timeout(10_000) })
+    const add = await fetch(`${gw.apiUrl}/torrents`, {
+      method: 'POST',
+      body: form,
+      signal: AbortSignal.timeout(10_000),
+    })
     assert.equal(add.status, 201)
     const added = (await add.json()) as AddJson
     assert.equal(added.torrent.id, t2.infoHashV1)
@@ -181,7 +186,8 @@ describe('HTTP API end to end: a real gateway process, libtorrent peers, the loc
     assert.notEqual(d2.recordCid, d1.recordCid, 'each torrent has its own record')
     // Same bytes, same file name: Codex content addressing gives the same datasets.
     const f1 = filesByPath(d1)
-    for (const f of d2.files) assert.equal(f.codexCid, f1.get(f.path)?.codexCid, `${f.path} shared with the v1 torrent`)
+    for (const f of d2.files)
+      assert.equal(f.codexCid, f1.get(f.path)?.codexCid, `${f.path} shared with the v1 torrent`)
 
     const byV2 = await api<TorrentDetails>(gw.apiUrl, 'GET', `/torrents/${t2.infoHashV2}`)
     assert.equal(byV2.status, 200)
@@ -264,9 +270,16 @@ describe('HTTP API end to end: a real gateway process, libtorrent peers, the loc
     assert.equal(res.headers.get('location'), `/torrents/${seeded.id}`)
     assert.equal(seeded.name, 'clip.bin')
     assert.equal(seeded.version, 'hybrid')
-    assert.match(seeded.magnet, new RegExp(`^magnet:\\?xt=urn:btih:${seeded.infoHashV1}&xt=urn:btmh:1220${seeded.infoHashV2}`))
+    assert.match(
+      seeded.magnet,
+      new RegExp(`^magnet:\\?xt=urn:btih:${seeded.infoHashV1}&xt=urn:btmh:1220${seeded.infoHashV2}`),
+    )
     assert.ok(seeded.recordCid)
-    assert.equal(Buffer.from(seeded.torrent, 'base64')[0], 0x64, 'the .torrent (base64) is a bencoded dictionary')
+    assert.equal(
+      Buffer.from(seeded.torrent, 'base64')[0],
+      0x64,
+      'the .torrent (base64) is a bencoded dictionary',
+    )
 
     const d = await api<TorrentDetails>(gw.apiUrl, 'GET', `/torrents/${seeded.id}`)
     assert.equal(d.body.state, 'seeding')
@@ -332,7 +345,9 @@ describe('HTTP API end to end: a real gateway process, libtorrent peers, the loc
     for (const cid of [...fileCids, d1.recordCid!, d2.recordCid!, d3.recordCid!, seededCid, unrelatedCid])
       assert.ok(before.has(cid), `${cid} is in Codex before`)
     const othersBefore = await Promise.all(
-      [t2.id, t3.id, seeded.id].map(async (id) => (await api<TorrentDetails>(gw.apiUrl, 'GET', `/torrents/${id}`)).body),
+      [t2.id, t3.id, seeded.id].map(
+        async (id) => (await api<TorrentDetails>(gw.apiUrl, 'GET', `/torrents/${id}`)).body,
+      ),
     )
 
     const del = await api<unknown>(gw.apiUrl, 'DELETE', `/torrents/${t1.id}?removeData=true`)
@@ -350,7 +365,9 @@ describe('HTTP API end to end: a real gateway process, libtorrent peers, the loc
     for (const cid of fileCids) assert.ok(await codexDownload(gw.codexUrl, cid), `shared dataset ${cid} kept`)
 
     const othersAfter = await Promise.all(
-      [t2.id, t3.id, seeded.id].map(async (id) => (await api<TorrentDetails>(gw.apiUrl, 'GET', `/torrents/${id}`)).body),
+      [t2.id, t3.id, seeded.id].map(
+        async (id) => (await api<TorrentDetails>(gw.apiUrl, 'GET', `/torrents/${id}`)).body,
+      ),
     )
     assert.deepEqual(
       othersAfter.map((d) => [d.id, d.state, d.recordCid, d.files.map((f) => f.codexCid)]),
@@ -370,7 +387,10 @@ describe('HTTP API end to end: a real gateway process, libtorrent peers, the loc
     } finally {
       await leecher.close()
     }
-    assert.deepEqual(sortedEntries(await hashTree(join(tmp.path, 'leech-t2'), 'album')), sortedEntries(t2.payload.hashes))
+    assert.deepEqual(
+      sortedEntries(await hashTree(join(tmp.path, 'leech-t2'), 'album')),
+      sortedEntries(t2.payload.hashes),
+    )
 
     // Removing the last torrent that uses the files removes them too.
     const del2 = await api<unknown>(gw.apiUrl, 'DELETE', `/torrents/${t2.id}?removeData=true`)

@@ -35,7 +35,7 @@ interface Attempt {
   readonly name: string
   readonly method: string
   readonly path: string
-  readonly body?: BodyInit
+  readonly body?: RequestInit['body']
   readonly contentType?: string
 }
 
@@ -52,9 +52,25 @@ describe('API auth with CODEX_BT_API_TOKEN: a real gateway process', { timeout: 
     tmp = await tempDir('codex-bt-service-auth-')
     lt = await startLibtorrent()
     gw = await startGatewayProcess({ dataDir: join(tmp.path, 'gw'), env: { CODEX_BT_API_TOKEN: TOKEN } })
-    archived = await seedWithLibtorrent(lt, join(tmp.path, 'a'), { name: 'kept.bin', size: 400_000, seed: 'auth-a' }, 'v1')
-    fresh = await seedWithLibtorrent(lt, join(tmp.path, 'b'), { name: 'never.bin', size: 300_000, seed: 'auth-b' }, 'v1')
-    const add = await api<AddJson>(gw.apiUrl, 'POST', `/torrents?peers=${archived.peer}`, archived.bytes, GOOD)
+    archived = await seedWithLibtorrent(
+      lt,
+      join(tmp.path, 'a'),
+      { name: 'kept.bin', size: 400_000, seed: 'auth-a' },
+      'v1',
+    )
+    fresh = await seedWithLibtorrent(
+      lt,
+      join(tmp.path, 'b'),
+      { name: 'never.bin', size: 300_000, seed: 'auth-b' },
+      'v1',
+    )
+    const add = await api<AddJson>(
+      gw.apiUrl,
+      'POST',
+      `/torrents?peers=${archived.peer}`,
+      archived.bytes,
+      GOOD,
+    )
     assert.equal(add.status, 201, JSON.stringify(add.body))
     archivedDetails = await waitArchived(gw.apiUrl, archived.id)
     dataCid = await codexUpload(gw.codexUrl, randomBytes(40_000), 'data.bin')
@@ -71,7 +87,13 @@ describe('API auth with CODEX_BT_API_TOKEN: a real gateway process', { timeout: 
     const form = new FormData()
     form.append('torrent', new Blob([fresh.bytes]), 'never.torrent')
     return [
-      { name: 'add raw .torrent', method: 'POST', path: `/torrents?peers=${fresh.peer}`, body: fresh.bytes, contentType: 'application/x-bittorrent' },
+      {
+        name: 'add raw .torrent',
+        method: 'POST',
+        path: `/torrents?peers=${fresh.peer}`,
+        body: fresh.bytes,
+        contentType: 'application/x-bittorrent',
+      },
       { name: 'add multipart', method: 'POST', path: '/torrents', body: form },
       {
         name: 'add magnet',
@@ -121,7 +143,10 @@ describe('API auth with CODEX_BT_API_TOKEN: a real gateway process', { timeout: 
       ['a wrong token', { authorization: 'Bearer not-the-token' }],
       ['the token with one character off', { authorization: `Bearer ${TOKEN.slice(0, -1)}3` }],
       ['a token prefix', { authorization: `Bearer ${TOKEN.slice(0, 8)}` }],
-      ['the right token with the Basic scheme', { authorization: `Basic ${Buffer.from(`u:${TOKEN}`).toString('base64')}` }],
+      [
+        'the right token with the Basic scheme',
+        { authorization: `Basic ${Buffer.from(`u:${TOKEN}`).toString('base64')}` },
+      ],
       ['the right token without a scheme', { authorization: TOKEN }],
       ['an empty bearer', { authorization: 'Bearer ' }],
     ]
@@ -168,12 +193,24 @@ describe('API auth with CODEX_BT_API_TOKEN: a real gateway process', { timeout: 
   })
 
   test('the right token is accepted (scheme case-insensitive) and the mutations happen', async () => {
-    const paused = await api<{ state: string }>(gw.apiUrl, 'POST', `/torrents/${archived.id}/pause`, undefined, {
-      authorization: `bearer ${TOKEN}`,
-    })
+    const paused = await api<{ state: string }>(
+      gw.apiUrl,
+      'POST',
+      `/torrents/${archived.id}/pause`,
+      undefined,
+      {
+        authorization: `bearer ${TOKEN}`,
+      },
+    )
     assert.equal(paused.status, 200)
     assert.equal(paused.body.state, 'paused')
-    const resumed = await api<{ state: string }>(gw.apiUrl, 'POST', `/torrents/${archived.id}/resume`, undefined, GOOD)
+    const resumed = await api<{ state: string }>(
+      gw.apiUrl,
+      'POST',
+      `/torrents/${archived.id}/resume`,
+      undefined,
+      GOOD,
+    )
     assert.equal(resumed.status, 200)
     assert.equal(resumed.body.state, 'seeding')
     const seeded = await api<SeedJson>(gw.apiUrl, 'POST', '/seeds', { cid: dataCid, name: 'data.bin' }, GOOD)

@@ -163,7 +163,11 @@ describe('codex-bt CLI against running gateways', { timeout: 90_000 }, () => {
     assert.match(magnet, /^magnet:\?xt=urn:btih:[0-9a-f]{40}&xt=urn:btmh:1220[0-9a-f]{64}&dn=talk\.ogg/)
     const leecher = await startLibtorrent()
     try {
-      const h = await leecher.add({ magnet, savePath: join(tmp.path, 'seeded'), peers: [`127.0.0.1:${a.peerPort}`] })
+      const h = await leecher.add({
+        magnet,
+        savePath: join(tmp.path, 'seeded'),
+        peers: [`127.0.0.1:${a.peerPort}`],
+      })
       await leecher.waitFor(h, (s) => s.is_seeding, { timeoutMs: 30_000 })
     } finally {
       await leecher.close()
@@ -193,9 +197,17 @@ describe('codex-bt CLI against running gateways', { timeout: 90_000 }, () => {
     } finally {
       await leecher.close()
     }
-    assert.deepEqual(sortedEntries(await hashTree(join(tmp.path, 'from-b'), 'cli-set')), sortedEntries(t.payload.hashes))
+    assert.deepEqual(
+      sortedEntries(await hashTree(join(tmp.path, 'from-b'), 'cli-set')),
+      sortedEntries(t.payload.hashes),
+    )
 
-    const bad = await runCli(['import', 'zDvZRwzkxMz3gH9VYG9daMvPCFQGyK5xJFDA1rFyETGbLsArLXBi', '--api', b.apiUrl])
+    const bad = await runCli([
+      'import',
+      'zDvZRwzkxMz3gH9VYG9daMvPCFQGyK5xJFDA1rFyETGbLsArLXBi',
+      '--api',
+      b.apiUrl,
+    ])
     assert.equal(bad.code, 1)
     assert.match(bad.stderr, /^codex-bt: GW_ERR_NOT_FOUND: record .* is not in Codex$/m)
   })
@@ -230,11 +242,21 @@ describe('codex-bt CLI against running gateways', { timeout: 90_000 }, () => {
   test('an unreachable gateway: exit 1 with a clear message; usage errors exit 2', async () => {
     const port = await freePort() // nothing listens there
     const url = `http://127.0.0.1:${port}`
-    for (const args of [['ls', '--api', url], ['show', t.id, '--api', url], ['add', t.torrentPath, '--api', url]]) {
+    for (const args of [
+      ['ls', '--api', url],
+      ['show', t.id, '--api', url],
+      ['add', t.torrentPath, '--api', url],
+    ]) {
       const r = await runCli(args)
       assert.equal(r.code, 1, `${args[0]}: ${r.stderr}`)
       assert.equal(r.stdout.length, 0)
-      assert.match(r.stderr, new RegExp(`^codex-bt: GW_ERR_CLI_UNREACHABLE: cannot reach the gateway at ${url}: .*ECONNREFUSED`, 'm'))
+      assert.match(
+        r.stderr,
+        new RegExp(
+          `^codex-bt: GW_ERR_CLI_UNREACHABLE: cannot reach the gateway at ${url}: .*ECONNREFUSED`,
+          'm',
+        ),
+      )
     }
     const viaEnv = await runCli(['ls'], { env: { CODEX_BT_API_URL: url } })
     assert.equal(viaEnv.code, 1)

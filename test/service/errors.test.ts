@@ -46,7 +46,7 @@ interface Case {
   readonly route: string | null
   readonly status: number
   readonly code: string
-  readonly body?: BodyInit
+  readonly body?: RequestInit['body']
   readonly contentType?: string
 }
 
@@ -68,7 +68,12 @@ describe('bad inputs: documented 4xx with stable codes, nothing changes (real ga
       dataDir: join(tmp.path, 'gw'),
       env: { CODEX_BT_BODY_LIMIT_BYTES: String(BODY_LIMIT) },
     })
-    good = await seedWithLibtorrent(lt, join(tmp.path, 'good'), { name: 'good.bin', size: 500_000, seed: 'errors' }, 'v1')
+    good = await seedWithLibtorrent(
+      lt,
+      join(tmp.path, 'good'),
+      { name: 'good.bin', size: 500_000, seed: 'errors' },
+      'v1',
+    )
     assert.ok(good.bytes.length < BODY_LIMIT, 'the valid .torrent fits the body limit')
     const add = await api<AddJson>(gw.apiUrl, 'POST', `/torrents?peers=${good.peer}`, good.bytes)
     assert.equal(add.status, 201)
@@ -89,7 +94,7 @@ describe('bad inputs: documented 4xx with stable codes, nothing changes (real ga
       body: JSON.stringify(v),
       contentType: 'application/json',
     })
-    const raw = (b: Uint8Array | string): { body: BodyInit; contentType: string } => ({
+    const raw = (b: Uint8Array | string): { body: RequestInit['body']; contentType: string } => ({
       body: b,
       contentType: 'application/x-bittorrent',
     })
@@ -102,14 +107,40 @@ describe('bad inputs: documented 4xx with stable codes, nothing changes (real ga
     const add = { method: 'POST', path: '/torrents', route: '/torrents' }
     const truncated = good.bytes.subarray(0, good.bytes.length - 7)
     // A valid bencoded dictionary whose `info` is broken (pieces not a multiple of 20).
-    const badPieces = new TextEncoder().encode('d4:infod6:lengthi5e4:name1:x12:piece lengthi16384e6:pieces3:abcee')
+    const badPieces = new TextEncoder().encode(
+      'd4:infod6:lengthi5e4:name1:x12:piece lengthi16384e6:pieces3:abcee',
+    )
     const oversized = new Uint8Array(BODY_LIMIT + 1000).fill(0x64)
     return [
       // malformed .torrent
-      { name: 'raw body: not bencode', ...add, status: 400, code: 'GW_ERR_BAD_TORRENT', ...raw('hello, not a torrent') },
-      { name: 'raw body: a dictionary without info', ...add, status: 400, code: 'GW_ERR_BAD_TORRENT', ...raw('d4:spam4:eggse') },
-      { name: 'raw body: truncated .torrent', ...add, status: 400, code: 'GW_ERR_BAD_TORRENT', ...raw(truncated) },
-      { name: 'raw body: broken info dict', ...add, status: 400, code: 'GW_ERR_BAD_TORRENT', ...raw(badPieces) },
+      {
+        name: 'raw body: not bencode',
+        ...add,
+        status: 400,
+        code: 'GW_ERR_BAD_TORRENT',
+        ...raw('hello, not a torrent'),
+      },
+      {
+        name: 'raw body: a dictionary without info',
+        ...add,
+        status: 400,
+        code: 'GW_ERR_BAD_TORRENT',
+        ...raw('d4:spam4:eggse'),
+      },
+      {
+        name: 'raw body: truncated .torrent',
+        ...add,
+        status: 400,
+        code: 'GW_ERR_BAD_TORRENT',
+        ...raw(truncated),
+      },
+      {
+        name: 'raw body: broken info dict',
+        ...add,
+        status: 400,
+        code: 'GW_ERR_BAD_TORRENT',
+        ...raw(badPieces),
+      },
       { name: 'raw body: empty', ...add, status: 400, code: 'GW_ERR_BAD_TORRENT', ...raw('') },
       {
         name: 'octet-stream body: truncated .torrent',
@@ -119,7 +150,13 @@ describe('bad inputs: documented 4xx with stable codes, nothing changes (real ga
         body: truncated,
         contentType: 'application/octet-stream',
       },
-      { name: 'multipart: malformed torrent', ...add, status: 400, code: 'GW_ERR_BAD_TORRENT', body: multipart(truncated) },
+      {
+        name: 'multipart: malformed torrent',
+        ...add,
+        status: 400,
+        code: 'GW_ERR_BAD_TORRENT',
+        body: multipart(truncated),
+      },
       {
         name: 'multipart: no torrent field',
         ...add,
@@ -127,10 +164,28 @@ describe('bad inputs: documented 4xx with stable codes, nothing changes (real ga
         code: 'GW_ERR_BAD_TORRENT',
         body: multipart(undefined, { peers: good.peer }),
       },
-      { name: 'JSON: torrent not base64', ...add, status: 400, code: 'GW_ERR_BAD_TORRENT', ...json({ torrent: '***' }) },
+      {
+        name: 'JSON: torrent not base64',
+        ...add,
+        status: 400,
+        code: 'GW_ERR_BAD_TORRENT',
+        ...json({ torrent: '***' }),
+      },
       // bad magnet / info hash
-      { name: 'magnet: not a magnet URI', ...add, status: 400, code: 'GW_ERR_BAD_MAGNET', ...json({ magnet: 'http://example.org/x' }) },
-      { name: 'magnet: no xt', ...add, status: 400, code: 'GW_ERR_BAD_MAGNET', ...json({ magnet: 'magnet:?dn=x' }) },
+      {
+        name: 'magnet: not a magnet URI',
+        ...add,
+        status: 400,
+        code: 'GW_ERR_BAD_MAGNET',
+        ...json({ magnet: 'http://example.org/x' }),
+      },
+      {
+        name: 'magnet: no xt',
+        ...add,
+        status: 400,
+        code: 'GW_ERR_BAD_MAGNET',
+        ...json({ magnet: 'magnet:?dn=x' }),
+      },
       {
         name: 'magnet: btih not hex/base32',
         ...add,
@@ -145,8 +200,20 @@ describe('bad inputs: documented 4xx with stable codes, nothing changes (real ga
         code: 'GW_ERR_BAD_MAGNET',
         ...json({ magnet: `magnet:?xt=urn:btmh:1220${'ab'.repeat(20)}` }),
       },
-      { name: 'info hash: not hex', ...add, status: 400, code: 'GW_ERR_VALIDATION', ...json({ infoHash: 'g'.repeat(40) }) },
-      { name: 'info hash: 39 characters', ...add, status: 400, code: 'GW_ERR_VALIDATION', ...json({ infoHash: 'a'.repeat(39) }) },
+      {
+        name: 'info hash: not hex',
+        ...add,
+        status: 400,
+        code: 'GW_ERR_VALIDATION',
+        ...json({ infoHash: 'g'.repeat(40) }),
+      },
+      {
+        name: 'info hash: 39 characters',
+        ...add,
+        status: 400,
+        code: 'GW_ERR_VALIDATION',
+        ...json({ infoHash: 'a'.repeat(39) }),
+      },
       {
         name: 'magnet and info hash together',
         ...add,
@@ -161,11 +228,39 @@ describe('bad inputs: documented 4xx with stable codes, nothing changes (real ga
         code: 'GW_ERR_BAD_REQUEST',
         ...json({ magnet: `magnet:?xt=urn:btih:${UNKNOWN_V1}`, peers: ['nohost'] }),
       },
-      { name: 'JSON that does not parse', ...add, status: 400, code: 'GW_ERR_BAD_REQUEST', body: '{"magnet":', contentType: 'application/json' },
-      { name: 'GET a malformed id', method: 'GET', path: '/torrents/not-a-hash', route: '/torrents/{id}', status: 400, code: 'GW_ERR_VALIDATION' },
+      {
+        name: 'JSON that does not parse',
+        ...add,
+        status: 400,
+        code: 'GW_ERR_BAD_REQUEST',
+        body: '{"magnet":',
+        contentType: 'application/json',
+      },
+      {
+        name: 'GET a malformed id',
+        method: 'GET',
+        path: '/torrents/not-a-hash',
+        route: '/torrents/{id}',
+        status: 400,
+        code: 'GW_ERR_VALIDATION',
+      },
       // unknown torrent ids
-      { name: 'GET unknown v1 id', method: 'GET', path: `/torrents/${UNKNOWN_V1}`, route: '/torrents/{id}', status: 404, code: 'GW_ERR_NOT_FOUND' },
-      { name: 'GET unknown v2 id', method: 'GET', path: `/torrents/${UNKNOWN_V2}`, route: '/torrents/{id}', status: 404, code: 'GW_ERR_NOT_FOUND' },
+      {
+        name: 'GET unknown v1 id',
+        method: 'GET',
+        path: `/torrents/${UNKNOWN_V1}`,
+        route: '/torrents/{id}',
+        status: 404,
+        code: 'GW_ERR_NOT_FOUND',
+      },
+      {
+        name: 'GET unknown v2 id',
+        method: 'GET',
+        path: `/torrents/${UNKNOWN_V2}`,
+        route: '/torrents/{id}',
+        status: 404,
+        code: 'GW_ERR_NOT_FOUND',
+      },
       {
         name: 'GET .torrent of unknown id',
         method: 'GET',
@@ -174,9 +269,30 @@ describe('bad inputs: documented 4xx with stable codes, nothing changes (real ga
         status: 404,
         code: 'GW_ERR_NOT_FOUND',
       },
-      { name: 'DELETE unknown id', method: 'DELETE', path: `/torrents/${UNKNOWN_V1}?removeData=true`, route: '/torrents/{id}', status: 404, code: 'GW_ERR_NOT_FOUND' },
-      { name: 'pause unknown id', method: 'POST', path: `/torrents/${UNKNOWN_V1}/pause`, route: '/torrents/{id}/pause', status: 404, code: 'GW_ERR_NOT_FOUND' },
-      { name: 'resume unknown id', method: 'POST', path: `/torrents/${UNKNOWN_V2}/resume`, route: '/torrents/{id}/resume', status: 404, code: 'GW_ERR_NOT_FOUND' },
+      {
+        name: 'DELETE unknown id',
+        method: 'DELETE',
+        path: `/torrents/${UNKNOWN_V1}?removeData=true`,
+        route: '/torrents/{id}',
+        status: 404,
+        code: 'GW_ERR_NOT_FOUND',
+      },
+      {
+        name: 'pause unknown id',
+        method: 'POST',
+        path: `/torrents/${UNKNOWN_V1}/pause`,
+        route: '/torrents/{id}/pause',
+        status: 404,
+        code: 'GW_ERR_NOT_FOUND',
+      },
+      {
+        name: 'resume unknown id',
+        method: 'POST',
+        path: `/torrents/${UNKNOWN_V2}/resume`,
+        route: '/torrents/{id}/resume',
+        status: 404,
+        code: 'GW_ERR_NOT_FOUND',
+      },
       {
         name: 'DELETE with removeData not a boolean',
         method: 'DELETE',
@@ -186,7 +302,15 @@ describe('bad inputs: documented 4xx with stable codes, nothing changes (real ga
         code: 'GW_ERR_VALIDATION',
       },
       // unknown / invalid CIDs
-      { name: 'seed an absent CID', method: 'POST', path: '/seeds', route: '/seeds', status: 404, code: 'GW_ERR_NOT_FOUND', ...json({ cid: ABSENT_CID }) },
+      {
+        name: 'seed an absent CID',
+        method: 'POST',
+        path: '/seeds',
+        route: '/seeds',
+        status: 404,
+        code: 'GW_ERR_NOT_FOUND',
+        ...json({ cid: ABSENT_CID }),
+      },
       {
         name: 'seed files with an absent CID',
         method: 'POST',
@@ -196,9 +320,33 @@ describe('bad inputs: documented 4xx with stable codes, nothing changes (real ga
         code: 'GW_ERR_NOT_FOUND',
         ...json({ name: 'set', files: [{ cid: ABSENT_CID, path: 'a.bin' }] }),
       },
-      { name: 'seed a string that is not a CID', method: 'POST', path: '/seeds', route: '/seeds', status: 400, code: 'GW_ERR_BAD_REQUEST', ...json({ cid: 'abcdefghijkl' }) },
-      { name: 'seed a CID with bad characters', method: 'POST', path: '/seeds', route: '/seeds', status: 400, code: 'GW_ERR_VALIDATION', ...json({ cid: 'not/a/cid!' }) },
-      { name: 'seed without cid or files', method: 'POST', path: '/seeds', route: '/seeds', status: 400, code: 'GW_ERR_VALIDATION', ...json({}) },
+      {
+        name: 'seed a string that is not a CID',
+        method: 'POST',
+        path: '/seeds',
+        route: '/seeds',
+        status: 400,
+        code: 'GW_ERR_BAD_REQUEST',
+        ...json({ cid: 'abcdefghijkl' }),
+      },
+      {
+        name: 'seed a CID with bad characters',
+        method: 'POST',
+        path: '/seeds',
+        route: '/seeds',
+        status: 400,
+        code: 'GW_ERR_VALIDATION',
+        ...json({ cid: 'not/a/cid!' }),
+      },
+      {
+        name: 'seed without cid or files',
+        method: 'POST',
+        path: '/seeds',
+        route: '/seeds',
+        status: 400,
+        code: 'GW_ERR_VALIDATION',
+        ...json({}),
+      },
       {
         name: 'import an absent record',
         method: 'POST',
@@ -224,7 +372,13 @@ describe('bad inputs: documented 4xx with stable codes, nothing changes (real ga
         code: 'GW_ERR_BAD_REQUEST',
       },
       // body limit
-      { name: 'raw body over the limit', ...add, status: 413, code: 'GW_ERR_BODY_TOO_LARGE', ...raw(oversized) },
+      {
+        name: 'raw body over the limit',
+        ...add,
+        status: 413,
+        code: 'GW_ERR_BODY_TOO_LARGE',
+        ...raw(oversized),
+      },
       {
         name: 'JSON body over the limit',
         ...add,
@@ -232,7 +386,13 @@ describe('bad inputs: documented 4xx with stable codes, nothing changes (real ga
         code: 'GW_ERR_BODY_TOO_LARGE',
         ...json({ magnet: `magnet:?xt=urn:btih:${UNKNOWN_V1}&dn=${'x'.repeat(BODY_LIMIT)}` }),
       },
-      { name: 'multipart file over the limit', ...add, status: 413, code: 'GW_ERR_BODY_TOO_LARGE', body: multipart(oversized) },
+      {
+        name: 'multipart file over the limit',
+        ...add,
+        status: 413,
+        code: 'GW_ERR_BODY_TOO_LARGE',
+        body: multipart(oversized),
+      },
       {
         name: 'seeds body over the limit',
         method: 'POST',
@@ -240,11 +400,28 @@ describe('bad inputs: documented 4xx with stable codes, nothing changes (real ga
         route: '/seeds',
         status: 413,
         code: 'GW_ERR_BODY_TOO_LARGE',
-        ...json({ name: 'big', files: Array.from({ length: 200 }, (_, i) => ({ cid: ABSENT_CID, path: `f${i}` })) }),
+        ...json({
+          name: 'big',
+          files: Array.from({ length: 200 }, (_, i) => ({ cid: ABSENT_CID, path: `f${i}` })),
+        }),
       },
       // content types
-      { name: 'text/plain body', ...add, status: 415, code: 'GW_ERR_UNSUPPORTED_MEDIA_TYPE', body: 'magnet:?xt=urn:btih:x', contentType: 'text/plain' },
-      { name: 'XML body', ...add, status: 415, code: 'GW_ERR_UNSUPPORTED_MEDIA_TYPE', body: '<torrent/>', contentType: 'application/xml' },
+      {
+        name: 'text/plain body',
+        ...add,
+        status: 415,
+        code: 'GW_ERR_UNSUPPORTED_MEDIA_TYPE',
+        body: 'magnet:?xt=urn:btih:x',
+        contentType: 'text/plain',
+      },
+      {
+        name: 'XML body',
+        ...add,
+        status: 415,
+        code: 'GW_ERR_UNSUPPORTED_MEDIA_TYPE',
+        body: '<torrent/>',
+        contentType: 'application/xml',
+      },
       {
         name: '.torrent body to /seeds',
         method: 'POST',
@@ -255,7 +432,14 @@ describe('bad inputs: documented 4xx with stable codes, nothing changes (real ga
         ...raw(good.bytes),
       },
       // unknown route
-      { name: 'unknown route', method: 'GET', path: '/torrentz', route: null, status: 404, code: 'GW_ERR_NOT_FOUND' },
+      {
+        name: 'unknown route',
+        method: 'GET',
+        path: '/torrentz',
+        route: null,
+        status: 404,
+        code: 'GW_ERR_NOT_FOUND',
+      },
     ]
   }
 
@@ -278,7 +462,11 @@ describe('bad inputs: documented 4xx with stable codes, nothing changes (real ga
       assert.deepEqual(Object.keys(body), ['error'], where)
       assert.equal(body.error.code, c.code, where)
       assert.ok(isGatewayErrorCode(body.error.code), `${where}: in the catalogue`)
-      assert.equal(ERROR_CATALOGUE[body.error.code as keyof typeof ERROR_CATALOGUE].status, c.status, `${where}: catalogue status`)
+      assert.equal(
+        ERROR_CATALOGUE[body.error.code as keyof typeof ERROR_CATALOGUE].status,
+        c.status,
+        `${where}: catalogue status`,
+      )
       assert.equal(typeof body.error.message, 'string', where)
       assert.ok(body.error.message.length > 0, where)
       assert.ok(
@@ -288,7 +476,10 @@ describe('bad inputs: documented 4xx with stable codes, nothing changes (real ga
       if (c.route !== null) {
         const op = openapi.paths[c.route]?.[c.method.toLowerCase()]
         assert.ok(op, `${c.name}: ${c.method} ${c.route} is in /openapi.json`)
-        assert.ok(op.responses?.[String(c.status)], `${c.name}: ${c.status} is documented for ${c.method} ${c.route}`)
+        assert.ok(
+          op.responses?.[String(c.status)],
+          `${c.name}: ${c.status} is documented for ${c.method} ${c.route}`,
+        )
       }
     }
     assert.equal(all.length, 42)

@@ -19,7 +19,15 @@ import { createInterface } from 'node:readline'
 import { after, before, describe, test } from 'node:test'
 import { startGatewayProcess, waitUntil } from '../helpers/gateway-process.ts'
 import { type TempDir, tempDir } from '../helpers/payload.ts'
-import { codexDownload, codexUpload, freePort, isAlive, LOOPBACK, REPO_ROOT, sha256 } from '../helpers/service-e2e.ts'
+import {
+  codexDownload,
+  codexUpload,
+  freePort,
+  isAlive,
+  LOOPBACK,
+  REPO_ROOT,
+  sha256,
+} from '../helpers/service-e2e.ts'
 
 interface LogLine {
   readonly level?: string
@@ -93,12 +101,18 @@ async function npmStart(dataDir: string): Promise<NpmStart> {
   return s
 }
 
-async function waitReady(s: NpmStart): Promise<{ ready: boolean; reasons: string[]; checks: { name: string; ok: boolean }[] }> {
+async function waitReady(
+  s: NpmStart,
+): Promise<{ ready: boolean; reasons: string[]; checks: { name: string; ok: boolean }[] }> {
   return waitUntil(
     async () => {
       if (s.proc.exitCode !== null) throw new Error(`npm start exited ${s.proc.exitCode}: ${s.stderr()}`)
       const res = await fetch(`${s.apiUrl}/readyz`, { signal: AbortSignal.timeout(5000) })
-      const body = (await res.json()) as { ready: boolean; reasons: string[]; checks: { name: string; ok: boolean }[] }
+      const body = (await res.json()) as {
+        ready: boolean
+        reasons: string[]
+        checks: { name: string; ok: boolean }[]
+      }
       return res.status === 200 ? body : undefined
     },
     { timeoutMs: 45_000, intervalMs: 200, what: 'GET /readyz 200' },
@@ -114,9 +128,10 @@ async function cleanup(s: NpmStart): Promise<void> {
   const pid = s.gatewayPid()
   if (pid !== undefined && isAlive(pid)) {
     process.kill(pid, 'SIGTERM')
-    await waitUntil(async () => (isAlive(pid) ? undefined : true), { timeoutMs: 20_000, what: 'gateway exit' }).catch(
-      () => process.kill(pid, 'SIGKILL'),
-    )
+    await waitUntil(async () => (isAlive(pid) ? undefined : true), {
+      timeoutMs: 20_000,
+      what: 'gateway exit',
+    }).catch(() => process.kill(pid, 'SIGKILL'))
   }
 }
 
@@ -189,14 +204,19 @@ describe('the README start command: npm start', { timeout: 90_000 }, () => {
     assert.ok(msgs.includes('signal received, stopping'), JSON.stringify(msgs))
     assert.equal(msgs.at(-1), 'stopped', 'the last log line: stopped')
     assert.deepEqual(
-      s.logs.filter((l) => l.level === 'error' || l.level === 'fatal' || l.msg === 'second signal: exiting now'),
+      s.logs.filter(
+        (l) => l.level === 'error' || l.level === 'fatal' || l.msg === 'second signal: exiting now',
+      ),
       [],
     )
     // npm reports how its `sh -c` child ended: that shell gets the group's SIGTERM too and dies of
     // it before the gateway has finished (npm then re-raises SIGTERM). With `exec` in the start
     // script, npm would report the gateway's own exit code 0.
     assert.ok(code === 0 || signal === 'SIGTERM', `npm ended with ${code} / ${signal}`)
-    await assert.rejects(fetch(`${s.apiUrl}/healthz`, { signal: AbortSignal.timeout(2000) }), 'the API port is closed')
+    await assert.rejects(
+      fetch(`${s.apiUrl}/healthz`, { signal: AbortSignal.timeout(2000) }),
+      'the API port is closed',
+    )
   })
 
   test('SIGTERM to the npm process alone stops the gateway and npm exits 0', {
@@ -210,7 +230,7 @@ describe('the README start command: npm start', { timeout: 90_000 }, () => {
       s.proc.kill('SIGTERM')
       const [code, signal] = await s.exited
       await waitUntil(async () => (isAlive(gatewayPid) ? undefined : true), {
-        timeoutMs: 20_000,
+        timeoutMs: 10_000,
         what: 'the gateway process to exit',
       })
       assert.deepEqual([code, signal], [0, null])

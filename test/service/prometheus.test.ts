@@ -42,7 +42,11 @@ describe('Prometheus scrapes a real gateway: PromQL returns the expected values 
     tmp = await tempDir('codex-bt-service-prom-')
     lt = await startLibtorrent()
     gw = await startGatewayProcess({ dataDir: join(tmp.path, 'gw') })
-    prom = await startPrometheus({ dir: join(tmp.path, 'prom'), job: JOB, targets: [new URL(gw.apiUrl).host] })
+    prom = await startPrometheus({
+      dir: join(tmp.path, 'prom'),
+      job: JOB,
+      targets: [new URL(gw.apiUrl).host],
+    })
     t = await seedWithLibtorrent(
       lt,
       join(tmp.path, 't'),
@@ -136,7 +140,11 @@ describe('Prometheus scrapes a real gateway: PromQL returns the expected values 
       `>= ${fileCount + 1}`,
     )
     await eventually(`codex_bt_codex_up{${at}}`, (v) => v === 1, '== 1')
-    await eventually(`codex_bt_archive_job_duration_seconds_count{${at}, result="success"}`, (v) => v === 1, '== 1')
+    await eventually(
+      `codex_bt_archive_job_duration_seconds_count{${at}, result="success"}`,
+      (v) => v === 1,
+      '== 1',
+    )
     await eventually(`codex_bt_archive_jobs_active{${at}}`, (v) => v === 0, '== 0')
     await eventually(
       `codex_bt_http_request_duration_seconds_count{${at}, method="POST", route="/torrents", status="201"}`,
