@@ -3,7 +3,10 @@
  * (`gateway/engine/storage.ts`). Used by tests and as documentation of what a backend must do.
  *
  * - Data lives in one `Uint8Array` per written piece (the whole torrent may end up in memory: use
- *   it for tests and small torrents only).
+ *   it for tests and small torrents only), allocated once on the piece's first write, and backed
+ *   by a `SharedArrayBuffer`: hash workers (`gateway/engine/hash-pool.ts`) read it without a copy,
+ *   and such memory does not count as V8 external memory, so a large store does not trigger
+ *   repeated full garbage collections while it fills.
  * - State is kept per torrent (keyed by info hash) inside the store object, so closing and
  *   re-opening a torrent on the same `MemoryPieceStore` behaves like a restart with resume data.
  * - Backpressure: "staged" bytes (pieces written but neither committed nor discarded) above
@@ -107,22 +110,22 @@ export class MemoryTorrentStorage implements TorrentStorage {
     return this.#needsDrain
   }
 
-  /** Copies `data` into the piece buffer (allocated on first write). */
-  async writeBlock(
-    piece: number,
-    offset: number,
-    data: Uint8Array,
-    options: AbortOptions = {},
-  ): Promise<void> {
-    this.#check('write', piece, options)
-    let buffer = this.#data.pieces.get(piece)
-    if (buffer === undefined) {
-      buffer = new Uint8Array(this.#geometry.pieceSize(piece))
-      this.#data.pieces.set(piece, buffer)
-      if (!this.#data.committed.has(piece)) this.#stagedBytes += buffer.byteLength
-      this.#updateDrain()
+  /** Copies `data` into the piece buffer (allocated on first write). Completes synchronously. */
+  writeBlock(piece: number, offset: number, data: Uint8Array, options: AbortOptions = {}): Promise<void> {
+    try {
+      this.#check('write', piece, options)
+      let buffer = this.#data.pieces.get(piece)
+      if (buffer === undefined) {
+        buffer = pieceBuffer(this.#geometry.pieceSize(piece))
+        this.#data.pieces.set(piece, buffer)
+        if (!this.#data.committed.has(piece)) this.#stagedBytes += buffer.byteLength
+        this.#updateDrain()
+      }
+      buffer.set(data, offset)
+      return RESOLVED
+    } catch (error) {
+      return Promise.reject(error)
     }
-    buffer.set(data, offset)
   }
 
   /** A copy of the requested range; never-written ranges read as zeros. */
@@ -141,7 +144,7 @@ export class MemoryTorrentStorage implements TorrentStorage {
   /** Hashes the data ranges of the piece (padding as zeros for v1, skipped for v2). */
   async hashPiece(piece: number, want: HashWant, options: AbortOptions = {}): Promise<PieceHashes> {
     this.#check('hash', piece, options)
-    const buffer = this.#data.pieces.get(piece) ?? new Uint8Array(this.#geometry.pieceSize(piece))
+    const buffer = this.#data.pieces.get(piece) ?? pieceBuffer(this.#geometry.pieceSize(piece))
     return hashPieceData(
       this.#geometry,
       piece,
@@ -156,7 +159,7 @@ export class MemoryTorrentStorage implements TorrentStorage {
     this.#check('commit', piece, options)
     if (!this.#data.committed.set(piece)) return
     if (this.#data.pieces.has(piece)) this.#stagedBytes -= this.#geometry.pieceSize(piece)
-    else this.#data.pieces.set(piece, new Uint8Array(this.#geometry.pieceSize(piece)))
+    else this.#data.pieces.set(piece, pieceBuffer(this.#geometry.pieceSize(piece)))
     this.#updateDrain()
   }
 
@@ -228,6 +231,13 @@ export class MemoryTorrentStorage implements TorrentStorage {
     if (this.#closed)
       throw new StorageError('GW_ERR_STORAGE_CLOSED', operation, 'storage is closed', { piece })
   }
+}
+
+const RESOLVED: Promise<void> = Promise.resolve()
+
+/** A zeroed piece buffer in shared memory (see the module comment). */
+function pieceBuffer(size: number): Uint8Array {
+  return new Uint8Array(new SharedArrayBuffer(size))
 }
 
 function torrentKey(info: TorrentInfo): string {

@@ -59,7 +59,11 @@ export interface FetchRecordOptions extends AbortOptions {
   readonly maxBytes?: number
 }
 
-/** Downloads (at most `maxBytes`, into one bounded buffer) and validates a record. */
+/**
+ * Downloads (at most `maxBytes`, into one bounded buffer) and validates a record. The record is
+ * read through `…/network/stream`: one made by ANOTHER gateway's Codex node is not local here
+ * (a local-mode download would answer 404), and that route serves local data too.
+ */
 export async function fetchRecord(
   client: CodexClient,
   cid: string,
@@ -69,7 +73,10 @@ export async function fetchRecord(
   const text = checkCid(cid)
   let bytes: Uint8Array
   try {
-    const download = await client.download(text, options.signal ? { signal: options.signal } : {})
+    const download = await client.download(text, {
+      mode: 'network-stream',
+      ...(options.signal ? { signal: options.signal } : {}),
+    })
     if (download.length > maxBytes) {
       download.body.destroy()
       throw new RecordError(
@@ -77,19 +84,28 @@ export async function fetchRecord(
         `record of ${download.length} bytes exceeds ${maxBytes}`,
       )
     }
-    bytes = new Uint8Array(download.length)
+    // NaN: the node streamed without Content-Length (older builds); read up to `maxBytes`.
+    const known = !Number.isNaN(download.length)
+    let buffer = new Uint8Array(known ? download.length : Math.min(maxBytes, 64 * 1024))
     let got = 0
     try {
       for await (const chunk of download.body as AsyncIterable<Uint8Array>) {
-        if (got + chunk.byteLength > bytes.byteLength) {
-          throw new RecordError('GW_ERR_RECORD_TOO_LARGE', 'record body longer than announced')
+        if (got + chunk.byteLength > (known ? buffer.byteLength : maxBytes)) {
+          const message = known ? 'record body longer than announced' : `record exceeds ${maxBytes} bytes`
+          throw new RecordError('GW_ERR_RECORD_TOO_LARGE', message)
         }
-        bytes.set(chunk, got)
+        if (got + chunk.byteLength > buffer.byteLength) {
+          const grown = new Uint8Array(Math.min(maxBytes, Math.max(2 * buffer.byteLength, got + chunk.byteLength)))
+          grown.set(buffer.subarray(0, got))
+          buffer = grown
+        }
+        buffer.set(chunk, got)
         got += chunk.byteLength
       }
     } finally {
       download.body.destroy()
     }
+    bytes = buffer.subarray(0, got)
   } catch (cause) {
     if (cause instanceof RecordError) throw cause
     options.signal?.throwIfAborted()
@@ -124,7 +140,10 @@ export async function importRecord(
 ): Promise<{ torrent: TorrentRow; parsed: ParsedRecord }> {
   const recordCid = checkCid(cid)
   const parsed = await fetchRecord(client, recordCid, options)
+  // Either way every file's manifest is fetched through the network route, which stores the
+  // manifest block in the local node: the seed path can then stream the datasets.
   if (options.verifyFiles !== false) await verifyRecordFiles(client, parsed, options)
+  else await fetchFileManifests(client, parsed, options)
   const { info, record } = parsed
   const torrent = catalog.transaction(() => {
     const isNew = catalog.getTorrent(record.infoHashV1 ?? record.infoHashV2 ?? '') === undefined
@@ -185,6 +204,26 @@ export async function verifyRecordFiles(
         `dataset ${fileCid} of ${where} holds ${datasetSize} bytes, the file has ${file.length}`,
         { field: `files.${where}` },
       )
+    }
+  }
+}
+
+/** Best effort (import without verification): fetches every file manifest, ignores failures. */
+async function fetchFileManifests(
+  client: CodexClient,
+  parsed: ParsedRecord,
+  options: AbortOptions & { readonly manifestTimeoutMs?: number },
+): Promise<void> {
+  const signal = options.signal
+  for (const fileCid of parsed.fileCids.values()) {
+    signal?.throwIfAborted()
+    try {
+      await client.fetchManifest(fileCid, {
+        ...(signal ? { signal } : {}),
+        timeoutMs: options.manifestTimeoutMs ?? 30_000,
+      })
+    } catch {
+      signal?.throwIfAborted() // a missing or unreachable dataset does not stop an unverified import
     }
   }
 }

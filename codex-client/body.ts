@@ -24,6 +24,16 @@ export interface BodyHooks {
   finish(outcome: 'ok' | 'error'): void
 }
 
+/**
+ * Destroys a body nobody reads. undici's body emits `RequestAbortedError` when destroyed before
+ * its end: without a listener that would be an uncaught exception.
+ */
+export function discardBody(body: Readable): void {
+  if (body.destroyed) return
+  body.on('error', () => {})
+  body.destroy()
+}
+
 /** Reads a small body completely; rejects with `tooLarge()` past `limitBytes` (body destroyed). */
 export async function readSmallBody(
   body: Readable,

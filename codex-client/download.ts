@@ -16,7 +16,7 @@
  */
 
 import type { Readable } from 'node:stream'
-import { type BodyWindow, emptyBody, readErrorText, windowedBody } from './body.ts'
+import { type BodyWindow, discardBody, emptyBody, readErrorText, windowedBody } from './body.ts'
 import type { CallOptions, Calls, CidInput } from './calls.ts'
 import { CodexResponseError, CodexValidationError } from './errors.ts'
 import type { CallSpec, Exchange } from './transport.ts'
@@ -156,13 +156,13 @@ export async function downloadRange(
     if (useRange && !rangeSupported) ranges.value = 'no'
     const total = contentLength(x) ?? options.expectedLength
     if (total === undefined) {
-      x.body.destroy()
+      discardBody(x.body)
       const message = 'full-body answer without Content-Length: pass expectedLength to slice it'
       throw new CodexResponseError(message, x.attempt.errorInit)
     }
     const take = Math.max(0, Math.min(length, total - offset))
     if (take === 0) {
-      x.body.destroy()
+      discardBody(x.body)
       x.attempt.finish('ok')
       return { ...meta, body: emptyBody(), length: 0, ranged: false }
     }

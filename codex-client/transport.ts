@@ -21,7 +21,7 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import type { Readable } from 'node:stream'
 import { Pool } from 'undici'
-import { readErrorText } from './body.ts'
+import { discardBody, readErrorText } from './body.ts'
 import {
   CodexAbortError,
   CodexBadRequestError,
@@ -369,8 +369,10 @@ const MAX_DETECTION_JOINS = 3
  * API prefix: a URL with a path uses that path as the prefix. A URL without one (`http://host:8080`)
  * gets its prefix detected once, lazily, before the first call: `GET <candidate>/space` for each
  * of `API_PREFIX_CANDIDATES` (`/api/codex/v1`, Codex master; `/api/storage/v1`, Logos Storage
- * builds); the first candidate that does not answer 404 wins and is kept for the client's life.
- * All candidates 404 → `CodexRouteNotFoundError`. A transient failure (node down, timeout) is not
+ * builds). A candidate is absent when it answers 404 with an empty body (chronos' answer to an
+ * unknown route); the first other answer (200, or any status from a handler) wins and is kept
+ * for the client's life. All candidates absent → `CodexRouteNotFoundError`. (A reverse proxy that
+ * answers unknown paths with a 404 page defeats detection: give such a URL its path.) A transient failure (node down, timeout) is not
  * remembered: the next call detects again. Concurrent first calls share one detection.
  */
 export class CodexTransport {
@@ -462,12 +464,14 @@ export class CodexTransport {
         acceptStatus: [404],
         ...(input.signal ? { signal: input.signal } : {}),
       }
-      const status = await this.#once(probe, candidate, async (x) => {
-        await readErrorText(x.body, ERROR_BODY_LIMIT, x.attempt)
+      const absent = await this.#once(probe, candidate, async (x) => {
+        // Only the status matters, and for a 404 whether it has a body: never wait for a 2xx body.
+        if (x.status !== 404) discardBody(x.body)
+        const text = x.status === 404 ? await readErrorText(x.body, ERROR_BODY_LIMIT, x.attempt) : ''
         x.attempt.finish('ok')
-        return x.status
+        return x.status === 404 && text === ''
       })
-      if (status !== 404) {
+      if (!absent) {
         this.#prefix = candidate
         return candidate
       }
@@ -532,7 +536,7 @@ export class CodexTransport {
       return await consume({ status: answer.statusCode, headers: answer.headers, body: answer.body, attempt })
     } catch (err) {
       const error = attempt.translate(err)
-      if (body && !body.destroyed && !body.readableEnded) body.destroy()
+      if (body && !body.readableEnded) discardBody(body)
       attempt.finish('error')
       throw error
     }

@@ -10,7 +10,13 @@ import { CodexPieceStore } from '../adapters/codex/codex-store.ts'
 import { createTorrentFromCodex } from '../adapters/codex/create-from-codex.ts'
 import { CodexSeedStore, type SeedResolution } from '../adapters/codex/seed-store.ts'
 import { SegmentCache } from '../adapters/codex/segment-cache.ts'
-import { buildRecord, importRecord, torrentFromMetainfo, torrentFromRecord, uploadRecord } from '../adapters/record.ts'
+import {
+  buildRecord,
+  importRecord,
+  torrentFromMetainfo,
+  torrentFromRecord,
+  uploadRecord,
+} from '../adapters/record.ts'
 import type { CodexClient } from '../codex-client/client.ts'
 import type { GatewayConfig } from './config.ts'
 import type { EngineLogger } from './engine/logger.ts'

@@ -16,10 +16,21 @@ import type { Readable } from 'node:stream'
 import type { EngineLogger } from '../../gateway/engine/logger.ts'
 import type { AbortOptions } from '../../gateway/protocol/types.ts'
 
+/** Options of a sequential dataset stream (`CodexClient.download`'s). */
+export interface CodexStreamOptions extends AbortOptions {
+  /** `network-stream`: `GET /data/{cid}/network/stream`, which also serves local data. */
+  readonly mode?: 'local' | 'network-stream'
+  /** The file length, checked when the node streams without `Content-Length`. */
+  readonly expectedLength?: number
+}
+
 /** What the reader needs of `CodexClient` (which satisfies it). */
 export interface CodexReadClient {
   readonly rangeSupport: 'unknown' | 'yes' | 'no'
-  download(cid: string, options: AbortOptions): Promise<{ readonly body: Readable; readonly length: number }>
+  download(
+    cid: string,
+    options: CodexStreamOptions,
+  ): Promise<{ readonly body: Readable; readonly length: number }>
   downloadRange(
     cid: string,
     offset: number,
@@ -241,7 +252,8 @@ export class SequentialStreams {
     )
     let answer: Awaited<ReturnType<CodexReadClient['download']>>
     try {
-      answer = await client.download(stream.cid, { signal })
+      // network-stream: a dataset imported from another gateway's node is not local here.
+      answer = await client.download(stream.cid, { signal, mode: 'network-stream', expectedLength: stream.length })
     } catch (error) {
       if (controller.signal.aborted && !this.#init.signal.aborted) throw controller.signal.reason
       throw error

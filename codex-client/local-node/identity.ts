@@ -106,39 +106,31 @@ export async function loadIdentity(dataDir: string): Promise<NodeIdentity> {
 }
 
 /**
- * True when the client prefers `text/plain` over `application/json` (chronos
- * `preferredContentType(json, text)`: JSON wins ties and is the default without `Accept`).
+ * True when Codex would answer `text/plain` for this `Accept` header. Codex compares
+ * `preferredContentType()` (chronos, called without candidate types) with `"text/plain"`: that is
+ * the media type of the FIRST entry with the highest `q`, compared exactly. So
+ * `text/plain, application/json` → text; `text/*` → JSON; `text/html, text/plain` → JSON; no or a
+ * malformed `Accept` (chronos then assumes any type) → JSON.
  */
 export function prefersText(accept: string | undefined): boolean {
   if (accept === undefined || accept.trim() === '') return false
-  let textQ = 0
-  let jsonQ = 0
-  let textSpec = -1
-  let jsonSpec = -1
+  let best: string | undefined
+  let bestQ = -1
   for (const part of accept.split(',')) {
     const [rangeRaw, ...params] = part.split(';')
     const range = (rangeRaw ?? '').trim().toLowerCase()
+    if (!/^[^\s/]+\/[^\s/]+$/.test(range)) return false // malformed: chronos assumes any type
     let q = 1
     for (const p of params) {
       const [k, v] = p.split('=')
-      if (k?.trim().toLowerCase() === 'q') q = Number(v?.trim() ?? '1') || 0
+      if (k?.trim().toLowerCase() !== 'q') continue
+      q = Number(v?.trim())
+      if (!Number.isFinite(q) || q < 0 || q > 1) return false
     }
-    const spec = (t: string): number => {
-      if (range === t) return 2
-      if (range === `${t.split('/')[0]}/*`) return 1
-      if (range === '*/*') return 0
-      return -1
-    }
-    const ts = spec('text/plain')
-    if (ts > textSpec) {
-      textSpec = ts
-      textQ = q
-    }
-    const js = spec('application/json')
-    if (js > jsonSpec) {
-      jsonSpec = js
-      jsonQ = q
+    if (q > bestQ) {
+      best = range
+      bestQ = q
     }
   }
-  return textSpec >= 0 && textQ > 0 && (jsonSpec < 0 || textQ > jsonQ)
+  return best === 'text/plain'
 }

@@ -245,7 +245,8 @@ export function buildServer(c: ServerComponents): FastifyInstance {
     res.writeHead(200, reply.getHeaders() as Record<string, string>)
     // Codex sends the headers (`resp.prepare`) before reading the first block: a dataset that
     // fails mid-stream is a body cut short after the headers, never a missing answer.
-    res.flushHeaders()
+    // (An empty Buffer, not flushHeaders(): that one would send the header bytes as UTF-8.)
+    res.write(Buffer.alloc(0))
     try {
       await writeDataset(store, manifest, res, { cutAfterBytes: faults.bodyCutBytes })
     } catch (err) {

@@ -68,8 +68,14 @@ export class PieceGeometry {
   /** Validates that the entries tile the linear space and that `pieceCount` matches. */
   constructor(info: TorrentInfo) {
     const { pieceLength, totalLength, pieceCount } = info
-    if (!Number.isSafeInteger(pieceLength) || pieceLength < BLOCK_SIZE || pieceLength % BLOCK_SIZE !== 0) {
-      throw new GeometryError(`piece length ${pieceLength} is not a positive multiple of ${BLOCK_SIZE}`)
+    // BEP3 only asks for a positive piece length; v1 torrents with 8 KiB or 20000-byte pieces exist
+    // and libtorrent loads them. Blocks never cross a piece boundary (see `blockLength`).
+    if (!Number.isSafeInteger(pieceLength) || pieceLength <= 0) {
+      throw new GeometryError(`piece length ${pieceLength} is not a positive integer`)
+    }
+    // BEP52: "It must be a power of two and at least 16KiB" (Merkle leaves are 16 KiB blocks).
+    if (info.version !== 'v1' && (pieceLength < BLOCK_SIZE || (pieceLength & (pieceLength - 1)) !== 0)) {
+      throw new GeometryError(`v2 piece length ${pieceLength} is not a power of two >= ${BLOCK_SIZE}`)
     }
     if (!Number.isSafeInteger(totalLength) || totalLength < 0) {
       throw new GeometryError(`invalid total length ${totalLength}`)
@@ -109,12 +115,23 @@ export class PieceGeometry {
     return this.totalLength - piece * this.pieceLength
   }
 
-  /** Number of 16 KiB blocks in `piece` (the last block may be shorter). */
+  /**
+   * Number of blocks in `piece`: blocks start every 16 KiB from the piece start, so the last one
+   * may be shorter (a piece shorter than 16 KiB, e.g. 8 KiB pieces, is one block).
+   */
   blockCount(piece: number): number {
     return Math.ceil(this.pieceSize(piece) / BLOCK_SIZE)
   }
 
-  /** Length of block `block` of `piece`: 16 KiB except possibly the piece's last block. */
+  /** Blocks in a full-size piece: ceil(piece length / 16 KiB). */
+  get blocksPerPiece(): number {
+    return Math.ceil(this.pieceLength / BLOCK_SIZE)
+  }
+
+  /**
+   * Length of block `block` of `piece`: min(16 KiB, bytes left in the piece), so only a piece's last
+   * block may be shorter and no block crosses into the next piece (20000-byte pieces: 16384 + 3616).
+   */
   blockLength(piece: number, block: number): number {
     const size = this.pieceSize(piece)
     const start = block * BLOCK_SIZE

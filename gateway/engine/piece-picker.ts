@@ -265,7 +265,7 @@ export class PiecePicker<P> {
     if (out.length >= count) return out
 
     // 2. New pieces: the best k by (priority, rarity | index | random).
-    const blocksPerPiece = this.#geometry.pieceLength / BLOCK_SIZE
+    const blocksPerPiece = this.#geometry.blocksPerPiece
     const k = Math.min(count - out.length, Math.ceil((count - out.length) / blocksPerPiece) + 1)
     const mode = sequential ? 'sequential' : this.#have.count < this.#randomFirst ? 'random' : 'rarest'
     for (const piece of this.#bestNewPieces(peerHas, k, mode)) {

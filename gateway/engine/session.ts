@@ -17,6 +17,7 @@ import type { DhtNode } from './discovery/dht.ts'
 import { DhtPeerSource } from './discovery/dht-source.ts'
 import type { PeerAddress, PeerSource } from './discovery/peer-source.ts'
 import { TrackerPeerSource } from './discovery/tracker-source.ts'
+import { acquireSharedHashPool, type HashPoolLease } from './hash-pool.ts'
 import { type EngineLogger, silentLogger } from './logger.ts'
 import { PeerConnection } from './peer/connection.ts'
 import { type HandshakeOutcome, performHandshake } from './peer/handshake.ts'
@@ -83,6 +84,7 @@ export class SessionError extends Error {
 
 interface TorrentEntry {
   readonly torrent: Torrent
+  readonly opts: AddTorrentOptions
   readonly sources: PeerSource[]
   tracker?: TrackerPeerSource
 }
@@ -100,6 +102,8 @@ export class Session {
   readonly #abort = new AbortController()
   readonly #up: RateLimiter
   readonly #down: RateLimiter
+  /** Our hold on the process-wide hash worker pool (`hashPieceData` uses it); released by `stop()`. */
+  readonly #hashPool: HashPoolLease
   #server: Server | undefined
   #port = 0
   #connections = 0
@@ -111,6 +115,7 @@ export class Session {
     this.log = init.logger ?? silentLogger
     this.#up = new RateLimiter({ rateBytesPerSecond: init.uploadRateLimit ?? 0 })
     this.#down = new RateLimiter({ rateBytesPerSecond: init.downloadRateLimit ?? 0 })
+    this.#hashPool = acquireSharedHashPool()
   }
 
   /** The TCP port peers can reach us on. */
@@ -153,7 +158,10 @@ export class Session {
     this.log.info({ host: listen.host, port: this.#port }, 'listening for peers')
   }
 
-  /** Graceful stop: stop accepting, stop torrents (waiting for their storage work), close sockets. */
+  /**
+   * Graceful stop: stop accepting, stop torrents (waiting for their storage work), close sockets,
+   * then release the hash worker pool (terminated when no other session holds it).
+   */
   async stop(): Promise<void> {
     if (this.#stopping) return
     this.#stopping = true
@@ -163,7 +171,7 @@ export class Session {
     for (const s of this.#sockets) s.destroy()
     this.#up.close()
     this.#down.close()
-    await closed
+    await Promise.all([closed, this.#hashPool.release()])
   }
 
   // ---------------------------------------------------------------- torrents
@@ -207,7 +215,7 @@ export class Session {
     ) {
       throw new SessionError('GW_ERR_TORRENT_EXISTS', `torrent ${torrent.id} is already in the session`)
     }
-    const entry: TorrentEntry = { torrent, sources: [] }
+    const entry: TorrentEntry = { torrent, opts, sources: [] }
     this.#entries.set(torrent.id, entry)
     this.#indexSwarms(torrent)
     await torrent.start()
@@ -230,13 +238,14 @@ export class Session {
     for (const s of torrent.swarmIds()) this.#swarms.set(toHex(s.infoHash), torrent)
   }
 
-  #startDiscovery(entry: TorrentEntry, opts: AddTorrentOptions): void {
+  /** Starts trackers and DHT for `hashes` (default: every swarm id of the torrent). */
+  #startDiscovery(entry: TorrentEntry, opts: AddTorrentOptions, only?: readonly Uint8Array[]): void {
     const t = entry.torrent
     const onPeers = (peers: readonly PeerAddress[], source: string): void => {
       t.log.debug({ count: peers.length, source }, 'peers discovered')
       t.addPeers(peers)
     }
-    const hashes = t.swarmIds().map((s) => s.infoHash)
+    const hashes = only ?? t.swarmIds().map((s) => s.infoHash)
     const tiers: string[][] = []
     for (const tier of t.metainfo?.announce ?? []) tiers.push([...tier])
     for (const tier of opts.trackers ?? []) tiers.push([...tier])
@@ -259,7 +268,7 @@ export class Session {
         logger: this.log.child({ component: 'tracker', torrent: t.id }),
         ...(this.#init.trackerOptions ?? {}),
       })
-      entry.tracker = tracker
+      entry.tracker ??= tracker
       entry.sources.push(tracker)
       t.onCompleteHooks.push(() => tracker.markCompleted())
       tracker.start()
@@ -291,8 +300,44 @@ export class Session {
       takeUpload: (n, signal) => this.#up.take(n, { signal }),
       takeDownload: (n, signal) => this.#down.take(n, { signal }),
       dial: (torrent, peers) => this.#enqueueDials(torrent, peers),
-      onMetadata: (torrent) => this.#indexSwarms(torrent),
+      onMetadata: (torrent) => {
+        // A hybrid found from a one-hash magnet also joins (and announces) its other swarm (BEP52).
+        const fresh = torrent.swarmIds().filter((s) => this.#swarms.get(toHex(s.infoHash)) !== torrent)
+        this.#indexSwarms(torrent)
+        if (torrent.info?.private) this.#stopDht(torrent)
+        const entry = this.#entries.get(torrent.id)
+        if (entry && fresh.length > 0)
+          this.#startDiscovery(
+            entry,
+            entry.opts,
+            fresh.map((s) => s.infoHash),
+          )
+      },
+      // BEP5 `port` from a peer: a DHT node to ping (bounded in DhtNode.addNode).
+      addDhtNode: (host, port) => {
+        this.#init.dht?.addNode(host, port)
+      },
       now: () => Date.now(),
+    }
+  }
+
+  /** Our DHT's UDP port, if the session runs a DHT. */
+  #dhtPort(): number | undefined {
+    try {
+      return this.#init.dht?.address.port
+    } catch {
+      return undefined // not running
+    }
+  }
+
+  /** BEP27: a magnet start found a private torrent: it must not use the DHT. */
+  #stopDht(torrent: Torrent): void {
+    const entry = this.#entries.get(torrent.id)
+    if (!entry) return
+    for (const s of entry.sources.filter((x) => x instanceof DhtPeerSource)) {
+      entry.sources.splice(entry.sources.indexOf(s), 1)
+      void s.stop()
+      torrent.log.info({}, 'private torrent (BEP27): DHT stopped')
     }
   }
 
@@ -454,12 +499,13 @@ export class Session {
       extended: hs.flags.extensionProtocol,
       dht: hs.remoteFlags.dht,
       swarm: v2Swarm ? 'v2' : 'v1',
-      v2:
-        v2Swarm ||
-        (hs.flags.v2Upgrade && torrent.infoHashV2 !== undefined && torrent.infoHashV1 === undefined),
+      // BEP52 hash messages may be sent on this connection: the v2 swarm, or a torrent with a v2
+      // half where the peer set the v2 bit or we dialled with ours (libtorrent then takes the
+      // connection as v2 even when it answers with the v1 hash it knows from a btih magnet).
+      v2: v2Swarm || (torrent.infoHashV2 !== undefined && (hs.remoteFlags.v2Upgrade || !incoming)),
     }
     const early: WireMessage[] = []
-    let handlers: { onMessage(msg: WireMessage): void; onClose(reason: string): void } | undefined
+    let handlers: ReturnType<Torrent['attachPeer']>
     let closedEarly: string | undefined
     const pieceCount = torrent.info?.pieceCount
     const conn = new PeerConnection({
@@ -506,8 +552,12 @@ export class Session {
     }
     for (const m of early.splice(0)) handlers.onMessage(m)
     if (closedEarly !== undefined) handlers.onClose(closedEarly)
+    // BEP5: "Upon receiving a handshake indicating the remote peer supports the DHT, the local peer
+    // SHOULD send a PORT message" (after our bitfield, which attachPeer sent).
+    const dhtPort = info.dht && !conn.closed ? this.#dhtPort() : undefined
+    if (dhtPort !== undefined) wire.send({ type: 'port', port: dhtPort })
     if (!torrent.info) {
-      void torrent.whenMetadata({ signal: torrent.signal }).then(
+      void torrent.whenMetadata({ signal: handlers.signal }).then(
         () => {
           const n = torrent.info?.pieceCount
           if (n !== undefined && !conn.closed)

@@ -40,6 +40,7 @@
 import { blockHash, V1PieceHasher } from '../protocol/hashers.ts'
 import type { AbortOptions, TorrentInfo } from '../protocol/types.ts'
 import { BLOCK_SIZE } from '../protocol/types.ts'
+import { type HashPool, HashPoolError, sharedHashPool } from './hash-pool.ts'
 import type { PieceGeometry } from './piece-geometry.ts'
 
 export type { AbortOptions } from '../protocol/types.ts'
@@ -209,6 +210,15 @@ export function throwIfAborted(signal: AbortSignal | undefined): void {
 /** Reads `length` bytes at `pieceOffset` of the piece being hashed (always a data range, never padding). */
 export type PieceRangeReader = (pieceOffset: number, length: number) => Promise<Uint8Array> | Uint8Array
 
+/** Options of `hashPieceData`. */
+export interface HashPieceOptions extends AbortOptions {
+  /**
+   * Where to hash: a `HashPool` (worker threads), `null` for inline on the calling thread.
+   * @default the process-wide shared pool while a `Session` holds it (`sharedHashPool()`), else inline
+   */
+  readonly hashPool?: HashPool | null
+}
+
 /** Bytes read per call while hashing (a multiple of 16 KiB, so v2 leaves never straddle reads). */
 const HASH_READ_CHUNK = 16 * BLOCK_SIZE
 
@@ -218,13 +228,86 @@ const HASH_READ_CHUNK = 16 * BLOCK_SIZE
  * skipped for v2. v2 leaves are computed per data range, 16 KiB blocks relative to the range start,
  * which is the file start in piece-aligned (v2, hybrid) layouts (BEP52). Backends call this from
  * `hashPiece`; the facade guarantees the ordering around it.
+ *
+ * The hashing itself runs on a `HashPool` worker when one is available (see `options.hashPool`)
+ * and the piece is at least `pool.minJobBytes`; reads still happen here, on the calling thread.
+ * Data in a `SharedArrayBuffer` reaches the worker without a copy. If the pool is closed, full or
+ * broken, the piece is read again and hashed inline, so the result never depends on the pool.
  */
 export async function hashPieceData(
   geometry: PieceGeometry,
   piece: number,
   want: HashWant,
   read: PieceRangeReader,
-  options: AbortOptions = {},
+  options: HashPieceOptions = {},
+): Promise<PieceHashes> {
+  const pool = options.hashPool === undefined ? sharedHashPool() : (options.hashPool ?? undefined)
+  if (
+    pool !== undefined &&
+    pool.usable &&
+    (want.v1 || want.v2) &&
+    geometry.pieceSize(piece) >= pool.minJobBytes
+  ) {
+    try {
+      return await hashOnPool(pool, geometry, piece, want, read, options.signal)
+    } catch (error) {
+      if (!(error instanceof HashPoolError)) throw error
+      // the pool is closed, full or a worker died: hash inline instead
+    }
+  }
+  return hashInline(geometry, piece, want, read, options.signal)
+}
+
+async function readChunk(
+  read: PieceRangeReader,
+  piece: number,
+  at: number,
+  length: number,
+): Promise<Uint8Array> {
+  const r = read(at, length)
+  const chunk = r instanceof Uint8Array ? r : await r
+  if (chunk.byteLength !== length) {
+    throw new StorageError('GW_ERR_STORAGE_IO', 'hash', `short read while hashing piece ${piece}`, { piece })
+  }
+  return chunk
+}
+
+async function hashOnPool(
+  pool: HashPool,
+  geometry: PieceGeometry,
+  piece: number,
+  want: HashWant,
+  read: PieceRangeReader,
+  signal: AbortSignal | undefined,
+): Promise<PieceHashes> {
+  const job = await pool.open(want, { signal })
+  try {
+    let pos = 0
+    for (const range of geometry.dataRanges(piece)) {
+      if (range.pieceOffset > pos) job.zeros(range.pieceOffset - pos)
+      for (let done = 0; done < range.length; done += HASH_READ_CHUNK) {
+        signal?.throwIfAborted()
+        const length = Math.min(HASH_READ_CHUNK, range.length - done)
+        const chunk = await readChunk(read, piece, range.pieceOffset + done, length)
+        const copying = job.update(chunk)
+        if (copying !== undefined) await copying
+      }
+      pos = range.pieceOffset + range.length
+    }
+    const size = geometry.pieceSize(piece)
+    if (size > pos) job.zeros(size - pos)
+    return await job.finish()
+  } finally {
+    job.cancel() // no-op once finished
+  }
+}
+
+async function hashInline(
+  geometry: PieceGeometry,
+  piece: number,
+  want: HashWant,
+  read: PieceRangeReader,
+  signal: AbortSignal | undefined,
 ): Promise<PieceHashes> {
   const v1 = want.v1 ? new V1PieceHasher(geometry.pieceLength) : undefined
   const leaves: Uint8Array[] | undefined = want.v2 ? [] : undefined
@@ -232,14 +315,9 @@ export async function hashPieceData(
   for (const range of geometry.dataRanges(piece)) {
     if (range.pieceOffset > pos) v1?.updateZeros(range.pieceOffset - pos)
     for (let done = 0; done < range.length; done += HASH_READ_CHUNK) {
-      options.signal?.throwIfAborted()
+      signal?.throwIfAborted()
       const length = Math.min(HASH_READ_CHUNK, range.length - done)
-      const chunk = await read(range.pieceOffset + done, length)
-      if (chunk.byteLength !== length) {
-        throw new StorageError('GW_ERR_STORAGE_IO', 'hash', `short read while hashing piece ${piece}`, {
-          piece,
-        })
-      }
+      const chunk = await readChunk(read, piece, range.pieceOffset + done, length)
       v1?.update(chunk)
       if (leaves) {
         for (let b = 0; b < length; b += BLOCK_SIZE) {

@@ -67,6 +67,14 @@ export interface DecodeOptions {
   readonly canonicalNumbers?: boolean
   /** Allow bytes after the top-level value (e.g. BEP9 `data` messages). @default false */
   readonly allowTrailing?: boolean
+  /**
+   * What a repeated key in one dictionary does: `'reject'` throws `BT_ERR_BENCODE_DUPLICATE_KEY`;
+   * `'first'` keeps the first value and skips the later ones (still decoded and counted against
+   * the limits), which is what libtorrent's `bdecode_node::dict_find` sees (a linear search that
+   * stops at the first match) — used for `.torrent` files, which libtorrent loads with repeated
+   * keys. Ignored in `strict` mode, where a repeated key is already out of order. @default 'reject'
+   */
+  readonly duplicateKeys?: 'reject' | 'first'
 }
 
 export interface Decoded {
@@ -172,11 +180,20 @@ interface Limits {
   readonly strict: boolean
   /** No leading zeros, no `i-0e`. */
   readonly canonicalNumbers: boolean
+  /** Keep the first of repeated keys instead of failing. */
+  readonly firstKeyWins: boolean
 }
 
 type Frame =
   | { readonly kind: 'list'; readonly list: BValue[] }
-  | { readonly kind: 'dict'; readonly dict: BDict; key: string | undefined; lastKey: string | undefined }
+  | {
+      readonly kind: 'dict'
+      readonly dict: BDict
+      key: string | undefined
+      lastKey: string | undefined
+      /** The value being read belongs to a repeated key: decode it, then drop it. */
+      skip: boolean
+    }
 
 function positiveLimit(v: number | undefined, dflt: number, name: string): number {
   if (v === undefined) return dflt
@@ -285,7 +302,10 @@ class Reader {
         const keyAt = this.pos
         if (this.#lim.countKeys) this.#count()
         const key = bytesToKey(this.readString())
-        if (top.dict.has(key)) this.#fail('BT_ERR_BENCODE_DUPLICATE_KEY', 'duplicate dictionary key', keyAt)
+        top.skip = top.dict.has(key)
+        if (top.skip && !this.#lim.firstKeyWins) {
+          this.#fail('BT_ERR_BENCODE_DUPLICATE_KEY', 'duplicate dictionary key', keyAt)
+        }
         if (this.#lim.strict && top.lastKey !== undefined && key <= top.lastKey) {
           this.#fail('BT_ERR_BENCODE_NOT_CANONICAL', 'dictionary keys not sorted', keyAt)
         }
@@ -302,7 +322,7 @@ class Reader {
         stack.push(
           c === CH_L
             ? { kind: 'list', list: [] }
-            : { kind: 'dict', dict: new Map(), key: undefined, lastKey: undefined },
+            : { kind: 'dict', dict: new Map(), key: undefined, lastKey: undefined, skip: false },
         )
         continue
       } else if (c === CH_I) {
@@ -323,8 +343,9 @@ class Reader {
       if (parent.kind === 'list') {
         if (build) parent.list.push(value)
       } else {
-        if (build) parent.dict.set(parent.key!, value)
+        if (build && !parent.skip) parent.dict.set(parent.key!, value)
         parent.key = undefined
+        parent.skip = false
       }
     }
     return build ? result! : 0
@@ -339,6 +360,7 @@ function limitsOf(opts: DecodeOptions): Limits {
     countKeys: opts.countKeys ?? true,
     strict,
     canonicalNumbers: strict || (opts.canonicalNumbers ?? false),
+    firstKeyWins: !strict && opts.duplicateKeys === 'first',
   }
 }
 
@@ -378,7 +400,8 @@ export interface Span {
 /**
  * The exact byte span of the value of top-level key `key` (text, compared as UTF-8 bytes) in the
  * bencoded dictionary `bytes`, or `undefined` when the key is absent. Validates the whole input
- * with the same limits as {@link decodeBencode} (no trailing bytes unless `allowTrailing`).
+ * with the same limits as {@link decodeBencode} (no trailing bytes unless `allowTrailing`; a
+ * repeated key fails unless `duplicateKeys: 'first'`, which returns the first occurrence).
  */
 export function dictSpan(bytes: Uint8Array, key: string, opts: DecodeOptions = {}): Span | undefined {
   checkInput(bytes, opts)
@@ -402,7 +425,10 @@ export function dictSpan(bytes: Uint8Array, key: string, opts: DecodeOptions = {
       throw new BencodeError('BT_ERR_BENCODE_SYNTAX', 'dictionary key is not a string', r.pos)
     const keyAt = r.pos
     const k = bytesToKey(r.readString())
-    if (seen.has(k)) throw new BencodeError('BT_ERR_BENCODE_DUPLICATE_KEY', 'duplicate dictionary key', keyAt)
+    const repeated = seen.has(k)
+    if (repeated && !limits.firstKeyWins) {
+      throw new BencodeError('BT_ERR_BENCODE_DUPLICATE_KEY', 'duplicate dictionary key', keyAt)
+    }
     if (limits.strict && last !== undefined && k <= last) {
       throw new BencodeError('BT_ERR_BENCODE_NOT_CANONICAL', 'dictionary keys not sorted', keyAt)
     }
@@ -410,7 +436,8 @@ export function dictSpan(bytes: Uint8Array, key: string, opts: DecodeOptions = {
     last = k
     const start = r.pos
     r.readValue(false)
-    if (k === wanted) found = { start, end: r.pos }
+    // With `duplicateKeys: 'first'` the span is the first occurrence's, like the decoded value.
+    if (k === wanted && !repeated) found = { start, end: r.pos }
   }
   if (!opts.allowTrailing && r.pos !== bytes.byteLength) {
     throw new BencodeError('BT_ERR_BENCODE_TRAILING', 'trailing bytes after the value', r.pos)

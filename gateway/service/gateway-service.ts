@@ -113,9 +113,16 @@ export class Gateway implements GatewayService {
         `Codex uploads paused until Codex answers again (and has room)${cause ? `: ${cause}` : ''}`,
       )
     } else if (e.state === 'retrying') {
-      this.#recordError(job, 'GW_ERR_CODEX_UPLOAD_RETRY', `a Codex upload failed, retrying${cause ? `: ${cause}` : ''}`)
+      this.#recordError(
+        job,
+        'GW_ERR_CODEX_UPLOAD_RETRY',
+        `a Codex upload failed, retrying${cause ? `: ${cause}` : ''}`,
+      )
     }
-    this.log.warn({ torrent: e.torrentId, state: e.state, err: e.error }, 'Codex upload state of a torrent changed')
+    this.log.warn(
+      { torrent: e.torrentId, state: e.state, err: e.error },
+      'Codex upload state of a torrent changed',
+    )
   }
 
   get log(): EngineLogger {
@@ -355,7 +362,7 @@ export class Gateway implements GatewayService {
   }
 
   async #runArchive(job: Job): Promise<void> {
-    const { catalog, ingest, records } = this.#init
+    const { catalog, ingest } = this.#init
     const t = job.torrent
     const signal = AbortSignal.any([job.abort.signal, t.signal])
     try {
@@ -509,7 +516,9 @@ export class Gateway implements GatewayService {
     original: Uint8Array,
     paused: boolean,
   ): Promise<Job> {
-    return this.#startOnce(idsOfInfo(metainfo), () => this.#doStartSeeding(metainfo, fileCids, original, paused))
+    return this.#startOnce(idsOfInfo(metainfo), () =>
+      this.#doStartSeeding(metainfo, fileCids, original, paused),
+    )
   }
 
   async #doStartSeeding(

@@ -12,6 +12,7 @@ import {
   CodexHttpError,
   CodexMarketplaceUnavailableError,
   CodexNotFoundError,
+  CodexRouteNotFoundError,
   CodexValidationError,
   isTransientCodexError,
 } from '../../codex-client/errors.ts'
@@ -95,6 +96,26 @@ describe('JSON shapes', () => {
     assert.throws(() => parseDataList({ content: [{ cid: 'x' }] }), TypeError)
   })
 
+  test('manifest: newer builds (no `protected`, extra fields) parse; relied-on fields are checked', () => {
+    const base = {
+      treeCid: 'zDzSvJTezk7bJNQqFq8k1iHXY84psNuUfZVusA5bBQQUSuyzDSVL',
+      datasetSize: 18,
+      blockSize: 65536,
+    }
+    assert.deepEqual(parseManifest({ ...base, filename: 'a.txt', manifestVersion: 2, codec: 'x' }), {
+      ...base,
+      filename: 'a.txt',
+      mimetype: null,
+      protected: false,
+    })
+    assert.equal(parseManifest({ ...base, protected: true, verifiable: false }).verifiable, false)
+    assert.throws(() => parseManifest({ ...base, protected: 'no' }), TypeError)
+    assert.throws(() => parseManifest({ ...base, treeCid: 'not-a-cid' }), /treeCid is not a CID/)
+    assert.throws(() => parseManifest({ ...base, datasetSize: undefined }), /datasetSize/)
+    assert.throws(() => parseManifest({ ...base, blockSize: 0 }), /blockSize/)
+    assert.throws(() => parseManifest({ ...base, blockSize: '65536' }), /blockSize/)
+  })
+
   test('space: integers only', () => {
     const space = {
       totalBlocks: 2,
@@ -124,6 +145,12 @@ describe('HTTP status mapping', () => {
     assert.ok(notFound instanceof CodexNotFoundError)
     assert.equal(notFound.code, 'CODEX_ERR_NOT_FOUND')
     assert.match(notFound.message, /Block not found in local store/)
+    // chronos answers an unknown route with an empty 404: a configuration error, not a missing CID
+    const noRoute = httpError(spec('download'), 404, '')
+    assert.ok(noRoute instanceof CodexRouteNotFoundError)
+    assert.ok(!(noRoute instanceof CodexNotFoundError))
+    assert.equal(noRoute.code, 'CODEX_ERR_ROUTE')
+    assert.equal(isTransientCodexError(noRoute), false)
     assert.ok(httpError(spec('exists'), 400, 'Incorrect Cid') instanceof CodexBadRequestError)
     assert.ok(
       httpError(spec('upload'), 422, "The MIME type 'x' is not valid.") instanceof CodexValidationError,

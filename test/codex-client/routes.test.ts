@@ -22,6 +22,7 @@ import {
   CodexNotFoundError,
   type CodexRequestEvent,
   CodexResponseError,
+  CodexRouteNotFoundError,
   CodexValidationError,
   formatCid,
   isManifestCid,
@@ -257,9 +258,10 @@ describe('CodexClient against the local node: routes', () => {
     await client.setLogLevel('INFO;TRACE:codex')
     await assert.rejects(client.setLogLevel('BOGUS'), CodexHttpError)
     await assert.rejects(client.setLogLevel(''), CodexValidationError)
+    // An absent route answers 404 with an empty body: a route error, not "CID not found".
     await assert.rejects(
       client.debugPeer(id),
-      CodexNotFoundError,
+      CodexRouteNotFoundError,
       'route absent without codex_enable_api_debug_peers',
     )
   })

@@ -209,15 +209,18 @@ describe('local Codex node: routes', () => {
       )
     })
 
-    test('a stored data block (not a manifest): 404', async () => {
+    // nim-codex@bd360322 `codex/node.nim` `fetchManifest`: `isManifest` answers success(false) for
+    // another codec (not an error), so the block is fetched and fails to decode.
+    test('a stored data block (not a manifest): 404 Unable to decode as manifest', async () => {
       const block = new Uint8Array(BLOCK)
       block.set(SOME_FILE)
       const blockCid = formatCid(blockCidFromDigest(sha256(block)))
       assert.deepEqual(await (await fetch(`${api}/data/${blockCid}/exists`)).json(), { [blockCid]: true })
+      await expectText(await fetch(`${api}/data/${blockCid}`), 404, 'Unable to decode as manifest')
       await expectText(
-        await fetch(`${api}/data/${blockCid}`),
+        await fetch(`${api}/data/${blockCid}/network/stream`),
         404,
-        'CID has invalid content type for manifest {$cid}',
+        'Unable to decode as manifest',
       )
     })
 
@@ -298,11 +301,29 @@ describe('local Codex node: routes', () => {
       await expectText(await fetch(`${api}/data/${text}/network/stream`), 404, 'Block not found')
     })
 
-    test('non-manifest CID: 404 from fetchManifest', async () => {
+    test('absent non-manifest CID: the network-miss path, like any absent CID', async () => {
+      await expectText(await fetch(`${api}/data/${SOME_FILE_TREE}/network/manifest`), 404, 'Block not found')
       await expectText(
-        await fetch(`${api}/data/${SOME_FILE_TREE}/network/manifest`),
+        await fetch(`${api}/data/${SOME_FILE_TREE}/network`, { method: 'POST' }),
         404,
-        'CID has invalid content type for manifest {$cid}',
+        'Block not found',
+      )
+      await expectText(await fetch(`${api}/data/${SOME_FILE_TREE}/network/stream`), 404, 'Block not found')
+    })
+
+    test('stored non-manifest block: 404 Unable to decode as manifest', async () => {
+      const block = new Uint8Array(BLOCK)
+      block.set(SOME_FILE)
+      const blockCid = formatCid(blockCidFromDigest(sha256(block)))
+      await expectText(
+        await fetch(`${api}/data/${blockCid}/network/manifest`),
+        404,
+        'Unable to decode as manifest',
+      )
+      await expectText(
+        await fetch(`${api}/data/${blockCid}/network`, { method: 'POST' }),
+        404,
+        'Unable to decode as manifest',
       )
     })
 

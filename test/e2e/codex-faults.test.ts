@@ -21,8 +21,8 @@ import { type LtSession, startLibtorrent } from '../helpers/libtorrent.ts'
 import { hashTree, sortedEntries, type TempDir, tempDir } from '../helpers/payload.ts'
 import {
   addTorrent,
-  CODEX_API,
   Cleanup,
+  CODEX_API,
   codexData,
   type DetailsView,
   details,
@@ -81,7 +81,11 @@ describe('e2e: Codex faults during ingest and seeding', { timeout: 88_000 }, () 
     for (const f of d.files) {
       assert.ok(f.codexCid, `${f.path} has a CID`)
       const want = made.payload.hashes.get(`${made.metainfo.info.name}/${f.path}`)
-      assert.equal(sha256(await codexData(codex.url, f.codexCid)), want, `${f.path} in Codex equals the source`)
+      assert.equal(
+        sha256(await codexData(codex.url, f.codexCid)),
+        want,
+        `${f.path} in Codex equals the source`,
+      )
     }
   }
 
@@ -120,7 +124,11 @@ describe('e2e: Codex faults during ingest and seeding', { timeout: 88_000 }, () 
     codex.faults.failNext(2, { ...POST_DATA, status: 500 })
     const id = await addTorrent(gw, bytes, [`${HOST}:${seeder.port}`])
     const d = await waitArchived(gw, id, 40_000)
-    assert.equal(codex.faults.requestCount(POST_DATA) - before, 3, 'only the record was uploaded (2 failures + 1)')
+    assert.equal(
+      codex.faults.requestCount(POST_DATA) - before,
+      3,
+      'only the record was uploaded (2 failures + 1)',
+    )
     assert.ok(codes(d).includes('GW_ERR_RECORD_UPLOAD_RETRY'), `errors: ${JSON.stringify(d.errors)}`)
     const firstFiles = (await details(gw, archived[0]!.id)).files
     for (const f of d.files) assert.equal(f.codexCid, firstFiles.find((g) => g.path === f.path)?.codexCid)
@@ -203,7 +211,9 @@ describe('e2e: Codex faults during ingest and seeding', { timeout: 88_000 }, () 
     // The seeder is out of the picture: the leecher only knows the gateway.
     const leecher = await startLibtorrent()
     try {
-      codex.faults.failNext(6, { method: 'GET', route: /^\/api\/codex\/v1\/data\/[^/]+(\/network\/stream)?$/ })
+      const reads = /^\/api\/codex\/v1\/data\/[^/]+(\/network\/stream)?$/
+      const readsBefore = codex.faults.requestCount({ method: 'GET', route: reads })
+      codex.faults.failNext(6, { method: 'GET', route: reads })
       codex.faults.cutBodiesAfter(300_000)
       const handles: number[] = []
       for (const a of archived) {
@@ -215,15 +225,12 @@ describe('e2e: Codex faults during ingest and seeding', { timeout: 88_000 }, () 
           }),
         )
       }
-      // Let the faults bite (the reader retries), then let Codex recover.
+      // Let the faults bite (6 failed answers, then cut bodies), then let Codex recover.
       await waitUntil(
-        async () => {
-          const m = await metricsText(gw)
-          return metric(m, 'codex_bt_cache_misses_total') > 0 ? true : undefined
-        },
-        { timeoutMs: 20_000, what: 'reads from Codex' },
+        async () =>
+          codex.faults.requestCount({ method: 'GET', route: reads }) >= readsBefore + 8 ? true : undefined,
+        { timeoutMs: 20_000, what: 'reads from Codex under faults' },
       )
-      await new Promise((r) => setTimeout(r, 1500))
       codex.faults.clear()
       for (const [i, a] of archived.entries()) {
         const st = await ltComplete(leecher, handles[i]!, 45_000)

@@ -20,8 +20,8 @@ import { startLibtorrent } from '../helpers/libtorrent.ts'
 import { hashTree, type TempDir, tempDir } from '../helpers/payload.ts'
 import {
   addTorrent,
-  CODEX_API,
   Cleanup,
+  CODEX_API,
   codexUpload,
   details,
   exportTorrent,
@@ -59,7 +59,9 @@ function sha256(b: Uint8Array): string {
   return createHash('sha256').update(b).digest('hex')
 }
 
-describe('e2e: create a torrent from Codex CIDs and serve it to libtorrent via its magnet', { timeout: 85_000 }, () => {
+describe('e2e: create a torrent from Codex CIDs and serve it to libtorrent via its magnet', {
+  timeout: 85_000,
+}, () => {
   const cleanup = new Cleanup()
   let tmp: TempDir
   let codex: LocalCodexNode
@@ -108,7 +110,10 @@ describe('e2e: create a torrent from Codex CIDs and serve it to libtorrent via i
     assert.match(s.magnet, /xt=urn:btmh:1220/i)
     assert.ok(s.recordCid, 'a record is written')
     const torrent = Buffer.from(s.torrent, 'base64')
-    assert.ok((await exportTorrent(gw, s.id)).equals(torrent), 'GET /torrents/:id/torrent = the returned .torrent')
+    assert.ok(
+      (await exportTorrent(gw, s.id)).equals(torrent),
+      'GET /torrents/:id/torrent = the returned .torrent',
+    )
     const record = await fetchRecord(codex.url, s.recordCid)
     assert.ok(Buffer.from(record.torrent ?? '', 'base64').equals(torrent), 'the record keeps the .torrent')
     assert.deepEqual(
@@ -193,7 +198,12 @@ describe('e2e: create a torrent from Codex CIDs and serve it to libtorrent via i
       const { writeFile } = await import('node:fs/promises')
       await writeFile(join(made.payload.path, 'movie.bin'), movie)
       const torrentPath = join(dir, 'mix2.torrent')
-      await lt.createTorrent({ path: made.payload.path, out: torrentPath, version: 'hybrid', pieceLength: 64 * 1024 })
+      await lt.createTorrent({
+        path: made.payload.path,
+        out: torrentPath,
+        version: 'hybrid',
+        pieceLength: 64 * 1024,
+      })
       const { readFile } = await import('node:fs/promises')
       const bytes = new Uint8Array(await readFile(torrentPath))
       await ltSeed(lt, { ...made, torrentPath, bytes })

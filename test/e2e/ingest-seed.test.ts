@@ -24,8 +24,8 @@ import { type LtSession, startLibtorrent } from '../helpers/libtorrent.ts'
 import { hashTree, type PayloadSpec, sortedEntries, type TempDir, tempDir } from '../helpers/payload.ts'
 import {
   addTorrent,
-  CODEX_API,
   Cleanup,
+  CODEX_API,
   codexData,
   type DetailsView,
   exportTorrent,
@@ -124,7 +124,10 @@ describe('e2e: ingest from libtorrent into Codex, then seed from Codex only', { 
       assert.equal(record.version, 1)
       assert.equal(record.name, made.metainfo.info.name)
       assert.ok(record.torrent, 'the record keeps the original .torrent')
-      assert.ok(Buffer.from(record.torrent, 'base64').equals(Buffer.from(made.bytes)), 'record.torrent is bit-exact')
+      assert.ok(
+        Buffer.from(record.torrent, 'base64').equals(Buffer.from(made.bytes)),
+        'record.torrent is bit-exact',
+      )
       assert.equal(record.files.length, made.metainfo.info.files.filter((f) => !isVirtualGap(f)).length)
       for (const rf of record.files) {
         if (rf.padding || rf.length === 0) {
@@ -139,7 +142,10 @@ describe('e2e: ingest from libtorrent into Codex, then seed from Codex only', { 
       if (made.metainfo.info.infoHashV2) assert.equal(record.infoHashV2, hex(made.metainfo.info.infoHashV2))
 
       // GET /torrents/:id/torrent is bit-exact.
-      assert.ok((await exportTorrent(gw, id)).equals(Buffer.from(made.bytes)), 'exported .torrent is bit-exact')
+      assert.ok(
+        (await exportTorrent(gw, id)).equals(Buffer.from(made.bytes)),
+        'exported .torrent is bit-exact',
+      )
     })
   }
 
@@ -154,7 +160,10 @@ describe('e2e: ingest from libtorrent into Codex, then seed from Codex only', { 
     gw = await startGateway(cleanup, join(tmp.path, 'gw'), codex.url)
     const before = await metricsText(gw)
     assert.equal(metric(before, 'codex_bt_downloaded_bytes_total', { source: 'codex' }), 0)
-    assert.equal(metric(before, 'codex_bt_cache_hits_total') + metric(before, 'codex_bt_cache_misses_total'), 0)
+    assert.equal(
+      metric(before, 'codex_bt_cache_hits_total') + metric(before, 'codex_bt_cache_misses_total'),
+      0,
+    )
 
     const leecher = await startLibtorrent()
     try {

@@ -91,7 +91,11 @@ export interface AddView {
 }
 
 /** POST /torrents with raw .torrent bytes (and peers to dial); returns the torrent id. */
-export async function addTorrent(gw: GatewayProcess, torrent: Uint8Array, peers: string[] = []): Promise<string> {
+export async function addTorrent(
+  gw: GatewayProcess,
+  torrent: Uint8Array,
+  peers: string[] = [],
+): Promise<string> {
   const q = peers.length > 0 ? `?peers=${encodeURIComponent(peers.join(','))}` : ''
   const r = await api<AddView>(gw.apiUrl, 'POST', `/torrents${q}`, torrent)
   assert.ok(r.status === 201 || r.status === 200, `POST /torrents → ${r.status} ${JSON.stringify(r.body)}`)

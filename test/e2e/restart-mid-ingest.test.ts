@@ -25,8 +25,8 @@ import type { PayloadSpec, TempDir } from '../helpers/payload.ts'
 import { tempDir } from '../helpers/payload.ts'
 import {
   addTorrent,
-  CODEX_API,
   Cleanup,
+  CODEX_API,
   codexData,
   type DetailsView,
   details,
@@ -40,7 +40,10 @@ import {
 const RATE = 2_000_000 // seeder upload cap, bytes/s
 
 function spec(name: string): PayloadSpec {
-  const small = Array.from({ length: 12 }, (_, i) => ({ path: ['small', `s${i}.bin`], size: 100_000 + i * 9_001 }))
+  const small = Array.from({ length: 12 }, (_, i) => ({
+    path: ['small', `s${i}.bin`],
+    size: 100_000 + i * 9_001,
+  }))
   return {
     name,
     seed: name,
@@ -76,7 +79,6 @@ describe('e2e: restart in the middle of an ingest', { timeout: 88_000 }, () => {
       const made = await makeLtTorrent(seeder, dir, spec(`restart-${how}`), 'hybrid', 256 * 1024)
       const h = await ltSeed(seeder, made, { uploadLimit: RATE })
       const posts = () => codex.faults.requestCount({ method: 'POST', route: `${CODEX_API}/data` })
-      const postsAtStart = posts()
       const dataDir = join(dir, 'gw')
 
       let gw: GatewayProcess = await startGateway(cleanup, dataDir, codex.url)
@@ -102,7 +104,10 @@ describe('e2e: restart in the middle of an ingest', { timeout: 88_000 }, () => {
       assert.ok(pending >= 1, 'some files were not')
       // The API showed the files already in Codex during the ingest.
       for (const f of live.files) if (f.codexCid) assert.equal(inCodex.get(f.path), f.codexCid)
-      assert.ok(live.files.some((f) => f.codexCid), 'GET /torrents/:id shows the CIDs of files already in Codex')
+      assert.ok(
+        live.files.some((f) => f.codexCid),
+        'GET /torrents/:id shows the CIDs of files already in Codex',
+      )
       const postsAtStop = posts()
 
       gw = await startGateway(cleanup, dataDir, codex.url)
@@ -117,11 +122,14 @@ describe('e2e: restart in the middle of an ingest', { timeout: 88_000 }, () => {
       assert.equal(
         again.status,
         200,
-        `the torrent was resumed from the catalog, not created again: ${JSON.stringify(again.body)}\n${gw.logs.slice(-40).join("\n")}`,
+        `the torrent was resumed from the catalog, not created again: ${JSON.stringify(again.body)}\n${gw.logs.slice(-40).join('\n')}`,
       )
       assert.equal(again.body.created, false)
       const resumed = await details(gw, id)
-      assert.ok(resumed.progress >= live.progress * 0.9, `resumed at ${resumed.progress}, had ${live.progress}`)
+      assert.ok(
+        resumed.progress >= live.progress * 0.9,
+        `resumed at ${resumed.progress}, had ${live.progress}`,
+      )
 
       const d: DetailsView = await waitArchived(gw, id, 45_000)
       const st = await seeder.status(h)
@@ -141,7 +149,11 @@ describe('e2e: restart in the middle of an ingest', { timeout: 88_000 }, () => {
       for (const f of d.files) {
         assert.ok(f.codexCid)
         const want = made.payload.hashes.get(`${made.metainfo.info.name}/${f.path}`)
-        assert.equal(sha256(await codexData(codex.url, f.codexCid)), want, `${f.path} in Codex equals the source`)
+        assert.equal(
+          sha256(await codexData(codex.url, f.codexCid)),
+          want,
+          `${f.path} in Codex equals the source`,
+        )
       }
       await seeder.remove(h)
       await gw.stop()

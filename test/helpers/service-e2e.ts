@@ -75,16 +75,19 @@ export interface SeededTorrent extends LtMadeTorrent {
   readonly peer: string
 }
 
-/** Writes `spec` under `dir`, has libtorrent make a `version` torrent of it and seed it. */
+/**
+ * Writes `spec` under `dir`, has libtorrent make a `version` torrent of it and seed it (at most
+ * `uploadLimit` bytes/s when set, so a test can watch the transfer progress).
+ */
 export async function seedWithLibtorrent(
   lt: LtSession,
   dir: string,
   spec: PayloadSpec,
   version: 'v1' | 'v2' | 'hybrid',
-  pieceLength = 64 * 1024,
+  { pieceLength = 64 * 1024, uploadLimit }: { pieceLength?: number; uploadLimit?: number } = {},
 ): Promise<SeededTorrent> {
   const made = await makeLtTorrent(lt, dir, spec, version, pieceLength)
-  await ltSeed(lt, made)
+  await ltSeed(lt, made, uploadLimit ? { uploadLimit } : {})
   const { infoHashV1, infoHashV2, pieceCount } = made.metainfo.info
   const v1 = infoHashV1 ? toHex(infoHashV1) : undefined
   const v2 = infoHashV2 ? toHex(infoHashV2) : undefined

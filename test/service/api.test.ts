@@ -19,7 +19,7 @@ import { after, before, describe, test } from 'node:test'
 import type { TorrentDetails, TorrentSummary } from '../../gateway/http/service.ts'
 import { toHex } from '../../gateway/protocol/hex.ts'
 import { parseTorrent } from '../../gateway/protocol/metainfo.ts'
-import { api, type GatewayProcess, startGatewayProcess } from '../helpers/gateway-process.ts'
+import { api, type GatewayProcess, startGatewayProcess, waitUntil } from '../helpers/gateway-process.ts'
 import { type LtSession, startLibtorrent } from '../helpers/libtorrent.ts'
 import { hashTree, type PayloadSpec, sortedEntries, type TempDir, tempDir } from '../helpers/payload.ts'
 import {
@@ -71,7 +71,8 @@ describe('HTTP API end to end: a real gateway process, libtorrent peers, the loc
     tmp = await tempDir('codex-bt-service-api-')
     seeder = await startLibtorrent()
     gw = await startGatewayProcess({ dataDir: join(tmp.path, 'gw') })
-    t1 = await seedWithLibtorrent(seeder, join(tmp.path, 't1'), ALBUM, 'v1')
+    // Rate-limited (≈ 2.5 s for the payload) so the test can watch the archive progress.
+    t1 = await seedWithLibtorrent(seeder, join(tmp.path, 't1'), ALBUM, 'v1', { uploadLimit: 400 * KIB })
     t2 = await seedWithLibtorrent(seeder, join(tmp.path, 't2'), ALBUM, 'hybrid')
     t3 = await seedWithLibtorrent(
       seeder,
@@ -132,6 +133,58 @@ describe('HTTP API end to end: a real gateway process, libtorrent peers, the loc
     assert.equal(again.status, 200)
     assert.equal(again.body.created, false)
 
+    // Watch it archive: progress never goes back, states only move forward, a file gets its
+    // Codex CID once it is complete (each file is uploaded as soon as its pieces are verified) and
+    // keeps it, the record comes last; the list shows the transfer in progress too.
+    const order = ['metadata', 'checking', 'downloading', 'archiving', 'seeding']
+    const seen: { state: string; progress: number; recordCid: string | null; cids: number }[] = []
+    const cidOf = new Map<string, string>()
+    let listedInProgress = false
+    await waitUntil(
+      async () => {
+        const d = await api<TorrentDetails>(gw.apiUrl, 'GET', `/torrents/${t1.id}`)
+        assert.equal(d.status, 200)
+        for (const f of d.body.files) {
+          if (f.codexCid === null) {
+            assert.equal(cidOf.has(f.path), false, `${f.path} keeps its CID`)
+            continue
+          }
+          assert.equal(f.progress, 1, `${f.path} has a CID only once complete`)
+          assert.equal(cidOf.get(f.path) ?? f.codexCid, f.codexCid, `${f.path}: the CID does not change`)
+          cidOf.set(f.path, f.codexCid)
+        }
+        const cids = d.body.files.filter((f) => f.codexCid !== null).length
+        seen.push({ state: d.body.state, progress: d.body.progress, recordCid: d.body.recordCid, cids })
+        if (!listedInProgress && d.body.state === 'downloading') {
+          const l = await api<{ torrents: TorrentSummary[] }>(gw.apiUrl, 'GET', '/torrents')
+          const row = l.body.torrents.find((t) => t.id === t1.id)
+          listedInProgress = row !== undefined && row.state === 'downloading' && row.progress < 1
+        }
+        return d.body.recordCid && d.body.state === 'seeding' ? true : undefined
+      },
+      { timeoutMs: 45_000, intervalMs: 100, what: 'the v1 torrent archived' },
+    )
+    const trace = JSON.stringify(seen.map((s) => `${s.state}:${s.progress.toFixed(3)}:${s.cids}`))
+    for (let i = 1; i < seen.length; i++) {
+      assert.ok(seen[i]!.progress >= seen[i - 1]!.progress, `progress never decreases: ${trace}`)
+      assert.ok(
+        order.indexOf(seen[i]!.state) >= order.indexOf(seen[i - 1]!.state),
+        `states move forward: ${trace}`,
+      )
+    }
+    assert.ok(
+      seen.every((s) => order.includes(s.state)),
+      trace,
+    )
+    assert.ok(
+      seen.some((s) => s.state === 'downloading' && s.progress > 0 && s.progress < 1),
+      `the download was seen in progress: ${trace}`,
+    )
+    assert.ok(listedInProgress, 'GET /torrents showed it in progress too')
+    assert.ok(
+      seen.every((s) => s.state === 'seeding' || s.recordCid === null),
+      `no record before it is archived: ${trace}`,
+    )
     d1 = await waitArchived(gw.apiUrl, t1.id)
     assert.equal(d1.state, 'seeding')
     assert.equal(d1.progress, 1)

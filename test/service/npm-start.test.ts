@@ -52,6 +52,21 @@ interface NpmStart {
 
 const started: NpmStart[] = []
 
+/** `p`, or a rejection after `ms`. */
+async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  try {
+    return await Promise.race([
+      p,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms)
+      }),
+    ])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 /** `npm start` in its own process group (as a shell job), with only the given settings. */
 async function npmStart(dataDir: string): Promise<NpmStart> {
   const ports = { api: await freePort(), peer: await freePort(), codex: await freePort() }
@@ -123,7 +138,7 @@ async function waitReady(
 async function cleanup(s: NpmStart): Promise<void> {
   if (s.proc.exitCode === null && s.proc.signalCode === null) {
     s.proc.kill('SIGKILL')
-    await s.exited
+    await within(s.exited, 10_000, 'npm to exit after SIGKILL')
   }
   const pid = s.gatewayPid()
   if (pid !== undefined && isAlive(pid)) {
@@ -164,31 +179,30 @@ describe('the README start command: npm start', { timeout: 90_000 }, () => {
 
     const local = s.logs.find((l) => l.msg?.startsWith('no Codex URL configured'))
     assert.ok(local, 'the embedded local Codex node was started')
-    const codexApi = `http://${LOOPBACK}:${s.ports.codex}/api/codex/v1`
-    assert.equal(local.codexApi, codexApi)
     const startedLine = s.logs.find((l) => l.msg === 'gateway started')
     assert.ok(startedLine)
     assert.equal(startedLine.api, s.apiUrl)
     assert.equal(startedLine.peerPort, s.ports.peer)
-    assert.equal(startedLine.codex, `http://${LOOPBACK}:${s.ports.codex}`)
-
-    // The Codex REST API answers on the logged URL.
+    // The Codex REST API answers on the URLs the gateway logged (on the configured port).
+    const codexApi = String(local.codexApi)
+    const codexOrigin = String(startedLine.codex)
+    assert.equal(codexApi, `http://${LOOPBACK}:${s.ports.codex}/api/codex/v1`)
+    assert.equal(`${codexOrigin}/api/codex/v1`, codexApi)
     const space = await fetch(`${codexApi}/space`, { signal: AbortSignal.timeout(5000) })
     assert.equal(space.status, 200)
     const quota = (await space.json()) as { quotaMaxBytes: number }
     assert.ok(quota.quotaMaxBytes > 0)
     const bytes = randomBytes(100_000)
-    const origin = `http://${LOOPBACK}:${s.ports.codex}`
-    const cid = await codexUpload(origin, bytes, 'hello.bin')
-    const back = await codexDownload(origin, cid)
+    const cid = await codexUpload(codexOrigin, bytes, 'hello.bin')
+    const back = await codexDownload(codexOrigin, cid)
     assert.ok(back)
     assert.equal(sha256(back), sha256(bytes))
 
-    const health = await fetch(`${s.apiUrl}/healthz`)
+    const health = await fetch(`${s.apiUrl}/healthz`, { signal: AbortSignal.timeout(5000) })
     assert.equal(((await health.json()) as { status: string }).status, 'ok')
     assert.ok(existsSync(join(dataDir, 'codex')), 'the Codex node keeps its state under the data dir')
     assert.ok(existsSync(join(dataDir, 'catalog.sqlite')))
-    const metrics = await (await fetch(`${s.apiUrl}/metrics`)).text()
+    const metrics = await (await fetch(`${s.apiUrl}/metrics`, { signal: AbortSignal.timeout(5000) })).text()
     assert.match(metrics, /^codex_bt_dht_nodes 0$/m, 'no bootstrap: the DHT knows no node')
 
     // SIGTERM to the process group, as a terminal (Ctrl-C) or a supervisor's group kill does.
@@ -199,7 +213,7 @@ describe('the README start command: npm start', { timeout: 90_000 }, () => {
       timeoutMs: 20_000,
       what: 'the gateway process to exit',
     })
-    const [code, signal] = await s.exited
+    const [code, signal] = await within(s.exited, 20_000, 'npm to exit')
     const msgs = s.logs.map((l) => l.msg)
     assert.ok(msgs.includes('signal received, stopping'), JSON.stringify(msgs))
     assert.equal(msgs.at(-1), 'stopped', 'the last log line: stopped')
@@ -228,7 +242,7 @@ describe('the README start command: npm start', { timeout: 90_000 }, () => {
       const gatewayPid = s.gatewayPid()
       assert.ok(gatewayPid)
       s.proc.kill('SIGTERM')
-      const [code, signal] = await s.exited
+      const [code, signal] = await within(s.exited, 20_000, 'npm to exit')
       await waitUntil(async () => (isAlive(gatewayPid) ? undefined : true), {
         timeoutMs: 10_000,
         what: 'the gateway process to exit',

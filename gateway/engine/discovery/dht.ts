@@ -32,6 +32,12 @@ export const PUBLIC_DHT_ROUTERS: readonly string[] = Object.freeze([
   'router.utorrent.com:6881',
 ])
 
+/** BEP5 `port` contacts pinged per minute at most ({@link DhtNode.addNode}). */
+export const ADD_NODE_PER_MINUTE = 30
+/** An address from a `port` message is pinged at most once in this time. */
+const ADD_NODE_MEMORY_MS = 10 * 60_000
+const ADD_NODE_MEMORY_ENTRIES = 1024
+
 /** A DHT operation failed (bind, bad option, announce reached nobody, stopped). */
 export class DhtError extends DiscoveryError {
   constructor(code: string, message: string, options?: { cause?: unknown }) {
@@ -170,6 +176,38 @@ export class DhtNode {
   routingTableSize(): number {
     return this.#dht?.nodes.count() ?? 0
   }
+
+  /**
+   * A DHT node a peer told us about with a BEP5 `port` message ("the node should be inserted into
+   * the local routing table"): pinged, and added to the table if it answers. Peer input, so
+   * bounded: IPv4 only, each address at most once per {@link ADD_NODE_MEMORY_MS}, at most
+   * {@link ADD_NODE_PER_MINUTE} pings a minute. Returns whether a ping was sent.
+   */
+  addNode(host: string, port: number): boolean {
+    const dht = this.#dht
+    if (this.#state !== 'running' || dht === undefined) return false
+    if (!isIPv4(host) || !Number.isInteger(port) || port < 1 || port > 65535) return false
+    const now = Date.now()
+    if (now - this.#addWindow.start >= 60_000) this.#addWindow = { start: now, count: 0 }
+    if (this.#addWindow.count >= ADD_NODE_PER_MINUTE) return false
+    const key = `${host}:${port}`
+    const seen = this.#added.get(key)
+    if (seen !== undefined && now - seen < ADD_NODE_MEMORY_MS) return false
+    const own = dht.address()
+    if (port === own.port && (host === own.address || host === '127.0.0.1')) return false
+    this.#added.delete(key)
+    this.#added.set(key, now)
+    for (const [k, at] of this.#added) {
+      if (this.#added.size <= ADD_NODE_MEMORY_ENTRIES && now - at < ADD_NODE_MEMORY_MS) break
+      this.#added.delete(k)
+    }
+    this.#addWindow.count++
+    dht.addNode({ host, port })
+    return true
+  }
+
+  #addWindow = { start: 0, count: 0 }
+  readonly #added = new Map<string, number>()
 
   /**
    * BEP5 `get_peers` walk towards `infoHash` (20 bytes). New peers go to `onPeers` as they arrive;

@@ -1,6 +1,7 @@
 /**
  * The torrent coordinator's view of one connected peer: BEP3 choke/interest flags, what the peer
- * has, our outstanding requests to it, its requests to us, rates, and misbehaviour counters.
+ * has, our outstanding requests to it (a `RequestQueue`: adaptive depth, snub rule), its requests
+ * to us, rates, and misbehaviour counters.
  *
  * It owns no socket: it talks through a `PeerWire` (implemented over `PeerConnection` by the
  * session), so the coordinator can be driven by tests with any duplex.
@@ -10,6 +11,7 @@ import type { AbortOptions } from '../../protocol/types.ts'
 import type { WireMessage } from '../../protocol/wire/messages.ts'
 import { Bitfield } from '../bitfield.ts'
 import type { BlockRequest, PeerHave } from '../piece-picker.ts'
+import { DEFAULT_REQQ, RequestQueue } from '../request-queue.ts'
 
 /** What the coordinator needs from a peer connection. */
 export interface PeerWire {
@@ -62,12 +64,18 @@ export class RateMeter {
   }
 }
 
-export interface OutstandingRequest {
-  readonly block: BlockRequest
-  readonly sentAt: number
-}
-
 export const blockKey = (piece: number, offset: number): string => `${piece}:${offset}`
+
+/** Requests we cancelled or timed out that the peer may still answer (remembered this long). */
+export const RECENT_REQUEST_MS = 120_000
+/** At most this many such requests are remembered per peer (oldest forgotten first). */
+export const MAX_RECENT_REQUESTS = 512
+
+/** Per-peer download pipeline settings (from the torrent's init). */
+export interface PeerQueueInit {
+  /** No block for this long with requests outstanding: the peer is snubbed (BEP3). @default 60 000 */
+  readonly snubTimeoutMs?: number
+}
 
 export class Peer {
   readonly info: PeerInfo
@@ -89,11 +97,21 @@ export class Peer {
   /** BEP10: the peer's extension name → its message id. */
   readonly extensions = new Map<string, number>()
   client = ''
-  reqq = 250
   listenPort: number | undefined
   metadataSize: number | undefined
 
-  readonly outstanding = new Map<string, OutstandingRequest>()
+  /** Our outstanding requests to the peer, oldest first; sized from the measured rate. */
+  readonly outstanding: RequestQueue
+  /**
+   * Last download progress: a block arrived, the queue went from empty to non-empty, or a request
+   * was timed out. The peer times out when this is older than the request timeout (libtorrent: a
+   * peer is timed out as a whole, not request by request, since it serves its queue in order).
+   */
+  lastProgressAt: number
+  /** A request was timed out and no block came since: send no new requests to the peer. */
+  timedOut = false
+  /** Requests we cancelled (BEP3/BEP6 endgame) or timed out: block key → when. Bounded. */
+  readonly #recent = new Map<string, number>()
   /** The peer's requests to us, in arrival order. */
   readonly incoming: BlockRequest[] = []
   uploading = false
@@ -101,11 +119,11 @@ export class Peer {
 
   readonly down = new RateMeter()
   readonly up = new RateMeter()
-  lastBlockAt: number
-  snubbed = false
+  /** The peer is the optimistic unchoke (BEP3). */
   optimistic = false
-  hashFailures = 0
   closed = false
+  /** Aborted when the connection closes (per-connection waits hang on it). */
+  lifetime: AbortController | undefined
 
   /** `have` indices received before the metadata was known (magnet start). */
   pendingHaves: number[] | undefined
@@ -123,12 +141,50 @@ export class Peer {
   /** BEP9 rejects received from this peer. */
   metadataRejected = 0
 
-  constructor(info: PeerInfo, wire: PeerWire, now: number) {
+  constructor(info: PeerInfo, wire: PeerWire, now: number, queue: PeerQueueInit = {}) {
     this.info = info
     this.wire = wire
     this.key = `${info.host}:${info.port}`
     this.connectedAt = now
-    this.lastBlockAt = now
+    this.lastProgressAt = now
+    this.outstanding = new RequestQueue({
+      maxDepth: DEFAULT_REQQ,
+      // Timeouts are per peer (see `lastProgressAt`): the queue never expires requests itself.
+      requestTimeoutMs: Number.MAX_SAFE_INTEGER,
+      ...(queue.snubTimeoutMs !== undefined ? { snubTimeoutMs: queue.snubTimeoutMs } : {}),
+    })
+  }
+
+  /** BEP10 `reqq`: how many outstanding requests the peer accepts (our queue's upper bound). */
+  get reqq(): number {
+    return this.outstanding.maxDepth
+  }
+
+  set reqq(value: number) {
+    this.outstanding.setMaxDepth(value)
+  }
+
+  /** Anti-snubbing (BEP3): requests outstanding and no block for the snub timeout. */
+  snubbed(now: number): boolean {
+    return this.outstanding.isSnubbed(now)
+  }
+
+  /** Remembers a request we cancelled or timed out, so its late answer is not "unrequested". */
+  rememberRequest(request: BlockRequest, now: number): void {
+    const k = blockKey(request.piece, request.offset)
+    this.#recent.delete(k)
+    this.#recent.set(k, now)
+    // Bounded: drop the oldest (a Map iterates in insertion order).
+    for (const [old, at] of this.#recent) {
+      if (this.#recent.size <= MAX_RECENT_REQUESTS && now - at < RECENT_REQUEST_MS) break
+      this.#recent.delete(old)
+    }
+  }
+
+  /** Whether `request` was cancelled or timed out recently (the entry stays until it expires). */
+  recentlyRequested(request: BlockRequest, now: number): boolean {
+    const at = this.#recent.get(blockKey(request.piece, request.offset))
+    return at !== undefined && now - at < RECENT_REQUEST_MS
   }
 
   /** What the picker should assume the peer has. */
@@ -146,7 +202,10 @@ export class Peer {
     return this.have !== undefined && this.have.count === pieceCount
   }
 
-  /** The address other peers can dial (listen port from BEP10 `p`, else the socket's). */
+  /**
+   * The address other peers can dial (listen port from BEP10 `p`, else the socket's). For dialling
+   * and PEX only: `p` is unchecked, so it never names the peer in a ban.
+   */
   dialAddress(): { host: string; port: number } | undefined {
     if (this.info.incoming) {
       return this.listenPort ? { host: this.info.host, port: this.listenPort } : undefined

@@ -95,6 +95,12 @@ export interface FrameDecoderInit {
 const SMALL_CHUNK = 512
 const ACCUMULATOR_SIZE = 4096
 const NEED_MORE: FrameStep = { kind: 'need-more' }
+/**
+ * Frames at least this long that lie inside one chunk are returned as views. Smaller ones are
+ * copied: the copy is cheap (on the JS heap) and a retained small message (a bitfield) then does
+ * not pin a whole received chunk.
+ */
+const MIN_VIEW_FRAME = 1024
 const EMPTY = new Uint8Array(0)
 
 export class FrameDecoder {
@@ -162,13 +168,17 @@ export class FrameDecoder {
     return undefined
   }
 
-  /** The next complete frame, `need-more`, or the (sticky) error. */
+  /**
+   * The next complete frame, `need-more`, or the (sticky) error. A frame that lies inside one
+   * received chunk is returned as a view of that chunk (no copy, no allocation): the caller owns
+   * its bytes, but must not detach (transfer) the underlying buffer, which other frames may share.
+   * Frames split across chunks, and small ones, are copied into a fresh buffer.
+   */
   next(): FrameStep {
     if (this.#error) return { kind: 'error', error: this.#error }
     if (this.#frameLength < 0) {
       if (this.#buffered < 4) return NEED_MORE
-      this.#read(this.#prefix, 4)
-      const frameLength = this.#prefixView.getUint32(0)
+      const frameLength = this.#readPrefix()
       if (frameLength > this.#limits.maxFrameLength) {
         return this.#failStep(
           'GW_ERR_WIRE_FRAME_TOO_LARGE',
@@ -191,11 +201,44 @@ export class FrameDecoder {
       }
       this.#idChecked = true
     }
-    if (this.#buffered < this.#frameLength) return NEED_MORE
-    const frame = new Uint8Array(this.#frameLength)
-    this.#read(frame, this.#frameLength)
+    const n = this.#frameLength
+    if (this.#buffered < n) return NEED_MORE
     this.#frameLength = -1
+    const head = this.#chunks[this.#head]
+    const at = this.#headOffset
+    if (n >= MIN_VIEW_FRAME && head !== undefined && head.length - at >= n) {
+      // The whole frame is in the head chunk: hand out a view (the common case for blocks).
+      const frame = head.subarray(at, at + n)
+      this.#consumed(head, at + n, n)
+      return { kind: 'frame', frame }
+    }
+    const frame = new Uint8Array(n)
+    this.#read(frame, n)
     return { kind: 'frame', frame }
+  }
+
+  /** Reads the 4-byte big-endian length prefix (≤ buffered), straight from the head chunk when it holds all of it. */
+  #readPrefix(): number {
+    const head = this.#chunks[this.#head]
+    const at = this.#headOffset
+    if (head !== undefined && head.length - at >= 4) {
+      const value = ((head[at] ?? 0) * 0x1000000 + (((head[at + 1] ?? 0) << 16) | ((head[at + 2] ?? 0) << 8) | (head[at + 3] ?? 0)))
+      this.#consumed(head, at + 4, 4)
+      return value
+    }
+    this.#read(this.#prefix, 4)
+    return this.#prefixView.getUint32(0)
+  }
+
+  /** Bookkeeping after `n` bytes of the head chunk were consumed, up to `end`. */
+  #consumed(head: Uint8Array, end: number, n: number): void {
+    this.#headOffset = end
+    if (end === head.length && !(this.#acc && this.#head === this.#chunks.length - 1)) {
+      this.#chunks[this.#head] = EMPTY
+      this.#head++
+      this.#headOffset = 0
+    }
+    this.#afterConsume(n)
   }
 
   #peekByte(): number {
@@ -223,10 +266,14 @@ export class FrameDecoder {
         this.#headOffset = 0
       }
     }
+    this.#afterConsume(n)
+  }
+
+  #afterConsume(n: number): void {
     this.#buffered -= n
     if (this.#buffered === 0) {
       // everything consumed: start over (drops references to the chunks)
-      this.#chunks = []
+      this.#chunks.length = 0
       this.#head = 0
       this.#headOffset = 0
       this.#acc = undefined
