@@ -95,7 +95,9 @@ export async function fetchRecord(
           throw new RecordError('GW_ERR_RECORD_TOO_LARGE', message)
         }
         if (got + chunk.byteLength > buffer.byteLength) {
-          const grown = new Uint8Array(Math.min(maxBytes, Math.max(2 * buffer.byteLength, got + chunk.byteLength)))
+          const grown = new Uint8Array(
+            Math.min(maxBytes, Math.max(2 * buffer.byteLength, got + chunk.byteLength)),
+          )
           grown.set(buffer.subarray(0, got))
           buffer = grown
         }

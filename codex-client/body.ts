@@ -127,7 +127,7 @@ export function windowedBody(source: Readable, window: BodyWindow, hooks: BodyHo
     },
     destroy(err, callback) {
       // Unblocks a pending read: the generator then sees the body fail and finishes.
-      if (!source.destroyed) source.destroy()
+      discardBody(source)
       chunks.return(undefined).then(
         () => callback(err),
         () => callback(err),

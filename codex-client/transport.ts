@@ -505,11 +505,7 @@ export class CodexTransport {
     }
   }
 
-  async #once<T>(
-    spec: CallSpec,
-    prefix: string,
-    consume: (exchange: Exchange) => Promise<T>,
-  ): Promise<T> {
+  async #once<T>(spec: CallSpec, prefix: string, consume: (exchange: Exchange) => Promise<T>): Promise<T> {
     if (this.#closed) {
       const init = { operation: spec.operation, route: spec.route, ...(spec.cid ? { cid: spec.cid } : {}) }
       throw new CodexUnavailableError('client is closed', init)

@@ -178,17 +178,10 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
         service.stop()
         const deadline = new Promise<void>((r) => setTimeout(r, config.shutdownTimeoutMs).unref())
         const closeServer = server.close()
-        await Promise.race([
-          (async () => {
-            await session.stop()
-          })(),
-          deadline,
-        ])
+        // Transfers get the configured grace period; session.stop() is idempotent, so the cleanup
+        // chain below (which also stops it) only waits for what is left after the deadline.
+        await Promise.race([session.stop(), deadline])
         await closeServer.catch(() => {})
-        cleanups.splice(
-          cleanups.indexOf(() => session.stop()),
-          0,
-        )
         await cleanup()
         logger.info('stopped')
       })()

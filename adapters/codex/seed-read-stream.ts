@@ -24,6 +24,27 @@ export interface CodexStreamOptions extends AbortOptions {
   readonly expectedLength?: number
 }
 
+/**
+ * Opens a dataset stream: local first; a 404 (the manifest is not in this node, e.g. a dataset
+ * archived by another gateway's Codex node) falls back to `…/network/stream`, which serves local
+ * data too and fetches the rest from the network. The local route stays first because a real
+ * node streams it as well once the manifest is local (missing blocks come from the network).
+ */
+async function openDataset(
+  client: Pick<CodexReadClient, 'download'>,
+  cid: string,
+  signal: AbortSignal,
+  length: number,
+): Promise<{ readonly body: Readable; readonly length: number }> {
+  const options = { signal, expectedLength: length }
+  try {
+    return await client.download(cid, options)
+  } catch (error) {
+    if (signal.aborted || (error as { code?: unknown } | null)?.code !== 'CODEX_ERR_NOT_FOUND') throw error
+    return await client.download(cid, { ...options, mode: 'network-stream' })
+  }
+}
+
 /** What the reader needs of `CodexClient` (which satisfies it). */
 export interface CodexReadClient {
   readonly rangeSupport: 'unknown' | 'yes' | 'no'
@@ -252,8 +273,7 @@ export class SequentialStreams {
     )
     let answer: Awaited<ReturnType<CodexReadClient['download']>>
     try {
-      // network-stream: a dataset imported from another gateway's node is not local here.
-      answer = await client.download(stream.cid, { signal, mode: 'network-stream', expectedLength: stream.length })
+      answer = await openDataset(client, stream.cid, signal, stream.length)
     } catch (error) {
       if (controller.signal.aborted && !this.#init.signal.aborted) throw controller.signal.reason
       throw error

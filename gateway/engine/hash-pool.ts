@@ -60,7 +60,12 @@ export type FromWorker =
       /** Packed 32-byte leaf digests. */
       leaves?: Uint8Array
     }
-  | { readonly kind: 'failed'; readonly job: number; readonly message: string; readonly staging: readonly number[] }
+  | {
+      readonly kind: 'failed'
+      readonly job: number
+      readonly message: string
+      readonly staging: readonly number[]
+    }
 
 // ---- errors -----------------------------------------------------------------------------------
 
@@ -142,6 +147,7 @@ export class HashPool {
   readonly #freeStaging: number[] = []
   readonly #stagingWaiters: Waiter<number>[] = []
   #active = 0
+  #completed = 0
   #nextJob = 1
   #deaths = 0
   #closePromise: Promise<void> | undefined
@@ -180,8 +186,15 @@ export class HashPool {
   }
 
   /** Live counters (tests, metrics). */
-  stats(): { workers: number; activeJobs: number; queuedJobs: number; stagingBuffers: number } {
+  stats(): {
+    workers: number
+    activeJobs: number
+    queuedJobs: number
+    stagingBuffers: number
+    completedJobs: number
+  } {
     return {
+      completedJobs: this.#completed,
       workers: this.#slots.length,
       activeJobs: this.#active,
       queuedJobs: this.#slotWaiters.length,
@@ -329,7 +342,7 @@ export class HashPool {
   #spawn(): WorkerSlot {
     let worker: Worker
     try {
-      worker = new Worker(this.#workerUrl, { name: 'codex-bt-hash' })
+      worker = startWorker(this.#workerUrl)
     } catch (cause) {
       this.#deaths++
       throw new HashPoolError('GW_ERR_HASH_POOL_WORKER', 'cannot start a hash worker', { cause })
@@ -362,6 +375,7 @@ export class HashPool {
       for (let i = 0; i < leaves.length; i++) leaves[i] = packed.subarray(i * LEAF, i * LEAF + LEAF)
       result.v2Leaves = leaves
     }
+    this.#completed++
     job.complete(result)
   }
 
@@ -545,7 +559,15 @@ export class HashJob {
     this.#parts = []
     this.#stagingIds = []
     this.#pendingBytes = 0
-    this.#pool.post(this.#slot, { kind: 'hash', job: this.id, v1: this.#v1, v2: this.#v2, parts, staging, end })
+    this.#pool.post(this.#slot, {
+      kind: 'hash',
+      job: this.id,
+      v1: this.#v1,
+      v2: this.#v2,
+      parts,
+      staging,
+      end,
+    })
   }
 
   #dropLocal(): void {
@@ -554,6 +576,33 @@ export class HashJob {
     this.#stagingIds = []
     this.#pendingBytes = 0
     this.#pool.releaseStaging(staging)
+  }
+}
+
+/**
+ * Starts a worker. It inherits the process's Node options (loaders, conditions, profiling), except
+ * those about the main script (`-e`, `-p`, `--input-type`): `--input-type` would make it refuse its
+ * module file. An explicit option list is validated more strictly than the inherited one, so if
+ * Node refuses it the worker starts with no options at all.
+ */
+function startWorker(url: URL): Worker {
+  const argv = process.execArgv
+  const kept: string[] = []
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] ?? ''
+    if (arg === '-e' || arg === '--eval' || arg === '-p' || arg === '--print' || arg === '--input-type') {
+      i++ // and its value
+      continue
+    }
+    if (arg.startsWith('--input-type=') || arg.startsWith('--eval=') || arg.startsWith('--print=')) continue
+    kept.push(arg)
+  }
+  if (kept.length === argv.length) return new Worker(url, { name: 'codex-bt-hash' })
+  try {
+    return new Worker(url, { name: 'codex-bt-hash', execArgv: kept })
+  } catch (error) {
+    if ((error as { code?: unknown }).code !== 'ERR_WORKER_INVALID_EXEC_ARGV') throw error
+    return new Worker(url, { name: 'codex-bt-hash', execArgv: [] })
   }
 }
 

@@ -111,8 +111,8 @@ function onMessage(msg: ToWorker): void {
   try {
     const state = stateOf(msg)
     feed(state, msg.parts)
-    if (msg.end) return finish(msg.job, state, msg.staging)
-    if (msg.staging.length > 0) parentPort?.postMessage({ kind: 'released', staging: msg.staging })
+    if (msg.end) finish(msg.job, state, msg.staging)
+    else if (msg.staging.length > 0) parentPort?.postMessage({ kind: 'released', staging: msg.staging })
   } catch (error) {
     jobs.delete(msg.job)
     if (!msg.end) failed.add(msg.job)

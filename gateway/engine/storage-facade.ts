@@ -36,17 +36,56 @@ export interface StorageFacadeInit {
   readonly highWaterMarkBytes?: number
 }
 
-/** Per-piece ordering state: shared ops since the last exclusive one, and that exclusive one. */
+/**
+ * Per-piece ordering state, a FIFO readers-writer lock: `shared` ops run together, an `exclusive`
+ * one runs alone, and nothing overtakes a queued op (so every op waits for all exclusive ops
+ * called before it, and an exclusive op for everything called before it).
+ */
 interface PieceLock {
-  tail: Promise<void>
-  shared: Set<Promise<void>>
-  pending: number
+  /** Running shared ops. */
+  shared: number
+  /** An exclusive op is running. */
+  exclusive: boolean
+  /** Ops waiting their turn, in call order. */
+  readonly queue: { readonly kind: LockKind; readonly start: () => void }[]
 }
+
+type LockKind = 'shared' | 'exclusive'
 
 type Settle = { resolve: () => void; reject: (error: unknown) => void }
 
 const RESOLVED: Promise<void> = Promise.resolve()
 const noop = (): void => {}
+
+/**
+ * Abort callbacks per signal, behind ONE listener per signal: the engine passes the same torrent
+ * signal to every block operation, and adding/removing an event listener per block is costly.
+ */
+const abortHooks = new WeakMap<AbortSignal, Set<() => void>>()
+
+/** Calls `fn` once when `signal` aborts; returns the unregister function. */
+function onAbort(signal: AbortSignal, fn: () => void): () => void {
+  let hooks = abortHooks.get(signal)
+  if (hooks === undefined) {
+    const set = new Set<() => void>()
+    hooks = set
+    abortHooks.set(signal, set)
+    signal.addEventListener(
+      'abort',
+      () => {
+        const pending = [...set]
+        set.clear()
+        for (const hook of pending) hook()
+      },
+      { once: true },
+    )
+  }
+  const registered = hooks
+  registered.add(fn)
+  return () => {
+    registered.delete(fn)
+  }
+}
 
 /** Wraps a backend `TorrentStorage`; see the module comment. Implements `TorrentStorage` itself. */
 export class StorageFacade implements TorrentStorage {
@@ -54,6 +93,8 @@ export class StorageFacade implements TorrentStorage {
   readonly geometry: PieceGeometry
   readonly #inner: TorrentStorage
   readonly #highWater: number
+  /** No padding in the torrent (no BEP47 pad files, no v2 gaps): every range is one data range. */
+  readonly #noPadding: boolean
   readonly #locks = new Map<number, PieceLock>()
   #inflight = 0
   #idleWaiters: (() => void)[] = []
@@ -83,6 +124,7 @@ export class StorageFacade implements TorrentStorage {
   constructor(inner: TorrentStorage, info: TorrentInfo | PieceGeometry, init: StorageFacadeInit = {}) {
     this.#inner = inner
     this.geometry = info instanceof PieceGeometry ? info : new PieceGeometry(info)
+    this.#noPadding = !this.geometry.info.files.some((f) => f.padding)
     const hwm = init.highWaterMarkBytes ?? 32 * 1024 * 1024
     if (!Number.isSafeInteger(hwm) || hwm <= 0)
       throw new RangeError('highWaterMarkBytes must be a positive integer')
@@ -105,29 +147,30 @@ export class StorageFacade implements TorrentStorage {
   }
 
   /** Writes one block (1..16 KiB, inside the piece); padding bytes in it are dropped. */
-  async writeBlock(
-    piece: number,
-    offset: number,
-    data: Uint8Array,
-    options: AbortOptions = {},
-  ): Promise<void> {
+  writeBlock(piece: number, offset: number, data: Uint8Array, options: AbortOptions = {}): Promise<void> {
     const length = data.byteLength
-    this.#checkRange('write', piece, offset, length)
-    if (length > BLOCK_SIZE) throw bounds('write', piece, `block of ${length} bytes exceeds ${BLOCK_SIZE}`)
-    const ranges = this.geometry.dataRanges(piece, offset, length)
-    this.#pendingWriteBytes += length
-    const run = async (): Promise<void> => {
-      for (const r of ranges) {
-        const start = r.pieceOffset - offset
-        const part = start === 0 && r.length === length ? data : data.subarray(start, start + r.length)
-        await this.#inner.writeBlock(piece, r.pieceOffset, part, options)
+    try {
+      this.#checkRange('write', piece, offset, length)
+      if (length > BLOCK_SIZE) throw bounds('write', piece, `block of ${length} bytes exceeds ${BLOCK_SIZE}`)
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    const inner = this.#inner
+    let run: () => Promise<void>
+    if (this.#noPadding) {
+      run = () => inner.writeBlock(piece, offset, data, options)
+    } else {
+      const ranges = this.geometry.dataRanges(piece, offset, length)
+      run = async () => {
+        for (const r of ranges) {
+          const start = r.pieceOffset - offset
+          const part = start === 0 && r.length === length ? data : data.subarray(start, start + r.length)
+          await inner.writeBlock(piece, r.pieceOffset, part, options)
+        }
       }
     }
-    const done = (): void => {
-      this.#pendingWriteBytes -= length
-      this.#wakeDrain()
-    }
-    return this.#run('write', piece, 'shared', options, run, done)
+    this.#pendingWriteBytes += length
+    return this.#run('write', piece, 'shared', options, run, length)
   }
 
   /** Reads `length` bytes of `piece` at `offset`; padding reads as zeros. */
@@ -138,6 +181,11 @@ export class StorageFacade implements TorrentStorage {
     options: AbortOptions = {},
   ): Promise<Uint8Array> {
     this.#checkRange('read', piece, offset, length)
+    if (this.#noPadding) {
+      return this.#run('read', piece, 'shared', options, () =>
+        this.#checkedRead(piece, offset, length, options),
+      )
+    }
     const ranges = this.geometry.dataRanges(piece, offset, length)
     if (ranges.length === 0) {
       this.#checkUsable('read', piece)
@@ -269,66 +317,116 @@ export class StorageFacade implements TorrentStorage {
   // ---- internals -----------------------------------------------------------------------------
 
   /**
-   * Runs `fn` under the ordering rules. `shared` ops wait for the last exclusive op of the piece;
-   * `exclusive` ops wait for everything before them on the piece; `none` only counts as in-flight.
+   * Runs `fn` under the ordering rules. `shared` ops wait for the exclusive ops called before
+   * them; `exclusive` ops wait for everything called before them; `none` only counts as
+   * in-flight. An op whose turn comes at once starts synchronously. The returned promise rejects
+   * with the signal's reason as soon as it aborts (`fn` may still be running; it stays in flight
+   * until it settles). `writeBytes` are released from the write backpressure count when it ends.
    */
   #run<T>(
     operation: StorageOperation,
     piece: number,
-    kind: 'shared' | 'exclusive' | 'none',
+    kind: LockKind | 'none',
     options: AbortOptions,
     fn: () => Promise<T>,
-    after?: () => void,
+    writeBytes = 0,
   ): Promise<T> {
+    const signal = options.signal
     try {
       this.#checkUsable(operation, piece < 0 ? undefined : piece)
-      options.signal?.throwIfAborted()
+      signal?.throwIfAborted()
     } catch (error) {
-      after?.()
+      if (writeBytes > 0) this.#releaseWriteBytes(writeBytes)
       return Promise.reject(error)
     }
-    const signal = options.signal
     this.#inflight++
-    let lock: PieceLock | undefined
-    let gate = RESOLVED
-    if (kind !== 'none') {
-      lock = this.#locks.get(piece)
-      if (lock === undefined) {
-        lock = { tail: RESOLVED, shared: new Set(), pending: 0 }
-        this.#locks.set(piece, lock)
+    const lock = kind === 'none' ? undefined : this.#lockFor(piece)
+    return new Promise<T>((resolve, reject) => {
+      let settled = false
+      let unhook: (() => void) | undefined
+      const settle = (ok: boolean, value: unknown): void => {
+        if (settled) return
+        settled = true
+        unhook?.()
+        if (ok) resolve(value as T)
+        else reject(value)
       }
-      lock.pending++
-      gate =
-        kind === 'shared' || lock.shared.size === 0
-          ? lock.tail
-          : Promise.all([lock.tail, ...lock.shared]).then(noop)
-    }
-    const task = gate.then(() => {
-      signal?.throwIfAborted()
-      return fn()
-    })
-    const settled = task.then(noop, noop)
-    if (lock !== undefined) {
-      if (kind === 'shared') {
-        const set = lock.shared
-        set.add(settled)
-        void settled.then(() => set.delete(settled))
-      } else {
-        lock.tail = settled
-        lock.shared = new Set()
+      if (signal !== undefined) unhook = onAbort(signal, () => settle(false, signal.reason))
+      const finish = (): void => {
+        if (lock !== undefined) this.#release(piece, lock, kind as LockKind)
+        if (writeBytes > 0) this.#releaseWriteBytes(writeBytes)
+        if (--this.#inflight === 0) this.#wakeIdle()
       }
+      const start = (): void => {
+        if (signal?.aborted) {
+          finish()
+          settle(false, signal.reason)
+          return
+        }
+        let task: Promise<T>
+        try {
+          task = fn()
+        } catch (error) {
+          task = Promise.reject(error)
+        }
+        task.then(
+          (value) => {
+            finish()
+            settle(true, value)
+          },
+          (error: unknown) => {
+            finish()
+            settle(false, wrap(error, operation, piece < 0 ? undefined : piece))
+          },
+        )
+      }
+      if (lock === undefined) start()
+      else this.#acquire(lock, kind as LockKind, start)
+    })
+  }
+
+  #lockFor(piece: number): PieceLock {
+    let lock = this.#locks.get(piece)
+    if (lock === undefined) {
+      lock = { shared: 0, exclusive: false, queue: [] }
+      this.#locks.set(piece, lock)
     }
-    const owner = lock
-    void settled.then(() => {
-      if (owner !== undefined && --owner.pending === 0 && this.#locks.get(piece) === owner)
-        this.#locks.delete(piece)
-      after?.()
-      if (--this.#inflight === 0) this.#wakeIdle()
-    })
-    const wrapped = task.catch((error: unknown) => {
-      throw wrap(error, operation, piece < 0 ? undefined : piece)
-    })
-    return raceAbort(wrapped, signal)
+    return lock
+  }
+
+  /** Starts `start` now if `kind` may run (nothing queued, no conflict), else queues it. */
+  #acquire(lock: PieceLock, kind: LockKind, start: () => void): void {
+    if (lock.queue.length === 0 && !lock.exclusive && (kind === 'shared' || lock.shared === 0)) {
+      if (kind === 'shared') lock.shared++
+      else lock.exclusive = true
+      start()
+    } else {
+      lock.queue.push({ kind, start })
+    }
+  }
+
+  /** Ends one op of `kind` on `piece` and starts the ops whose turn it now is, in call order. */
+  #release(piece: number, lock: PieceLock, kind: LockKind): void {
+    if (kind === 'shared') lock.shared--
+    else lock.exclusive = false
+    // Bounded by the queue length; a started op never finishes synchronously unless aborted,
+    // and then its release finds the lock state already updated.
+    while (lock.queue.length > 0 && !lock.exclusive) {
+      const next = lock.queue[0]!
+      if (next.kind === 'exclusive' && lock.shared > 0) break
+      lock.queue.shift()
+      if (next.kind === 'shared') lock.shared++
+      else lock.exclusive = true
+      next.start()
+    }
+    if (lock.shared === 0 && !lock.exclusive && lock.queue.length === 0 && this.#locks.get(piece) === lock) {
+      this.#locks.delete(piece)
+    }
+  }
+
+  #releaseWriteBytes(bytes: number): void {
+    this.#pendingWriteBytes -= bytes
+    this.#wakeDrain()
   }
 
   #whenIdle(): Promise<void> {
@@ -446,7 +544,7 @@ function wrap(error: unknown, operation: StorageOperation, piece: number | undef
   })
 }
 
-/** `promise`, but rejecting with the signal's reason as soon as it aborts (listener removed after). */
+/** `promise`, but rejecting with the signal's reason as soon as it aborts (hook removed after). */
 function raceAbort<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
   if (signal === undefined) return promise
   if (signal.aborted) {
@@ -454,15 +552,14 @@ function raceAbort<T>(promise: Promise<T>, signal: AbortSignal | undefined): Pro
     return Promise.reject(signal.reason)
   }
   return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason)
-    signal.addEventListener('abort', onAbort, { once: true })
+    const unhook = onAbort(signal, () => reject(signal.reason))
     promise.then(
       (value) => {
-        signal.removeEventListener('abort', onAbort)
+        unhook()
         resolve(value)
       },
       (error: unknown) => {
-        signal.removeEventListener('abort', onAbort)
+        unhook()
         reject(error)
       },
     )

@@ -242,12 +242,7 @@ export async function hashPieceData(
   options: HashPieceOptions = {},
 ): Promise<PieceHashes> {
   const pool = options.hashPool === undefined ? sharedHashPool() : (options.hashPool ?? undefined)
-  if (
-    pool !== undefined &&
-    pool.usable &&
-    (want.v1 || want.v2) &&
-    geometry.pieceSize(piece) >= pool.minJobBytes
-  ) {
+  if (pool?.usable && (want.v1 || want.v2) && geometry.pieceSize(piece) >= pool.minJobBytes) {
     try {
       return await hashOnPool(pool, geometry, piece, want, read, options.signal)
     } catch (error) {

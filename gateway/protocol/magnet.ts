@@ -6,6 +6,13 @@
  * multihash), both in one link (hybrid), `dn`, `tr` (repeated), `ws` (BEP19 web seeds, repeated),
  * `x.pe` (peer `host:port`, repeated) and `so` (BEP53). Numbered variants (`xt.1`, `tr.2`) are
  * read like their base names. Unknown parameters and non-BitTorrent `xt`s are ignored. Pure.
+ *
+ * Leniency (libtorrent's `parse_magnet_uri` skips what it cannot use): only the exact topic is
+ * essential. A link without a BitTorrent `xt`, with a malformed `btih`/`btmh`, or with two
+ * different hashes of one kind is refused; a bad optional value (`tr`/`ws` that is not a URL or
+ * not percent-decodable, `x.pe` that is not `host:port`, `so` that is not a range list, a key that
+ * does not decode) is skipped and reported in {@link MagnetLink.warnings}; a `dn` with broken
+ * percent-escapes keeps them as literal text (`50%off`).
  */
 
 import { MagnetError, type MagnetErrorCode } from './errors.ts'
@@ -33,10 +40,14 @@ export interface MagnetLink {
   readonly webseeds: readonly string[]
   readonly peers: readonly MagnetPeer[]
   readonly selectOnly?: readonly FileRange[]
+  /** Optional values that were skipped or repaired, one line each (at most {@link MAX_WARNINGS}). */
+  readonly warnings: readonly string[]
 }
 
 /** Longest URI accepted (links in the wild stay far below). */
 export const MAX_MAGNET_LENGTH = 64 * 1024
+/** Most warnings kept per link (a hostile link could otherwise make one per parameter). */
+export const MAX_WARNINGS = 32
 /** Most BEP53 ranges accepted, and the largest file index. */
 const MAX_RANGES = 10_000
 const MAX_FILE_INDEX = 0x7fffffff
@@ -153,7 +164,35 @@ function decodeComponent(raw: string, param: string): string {
   }
 }
 
-/** Parses a magnet URI; throws {@link MagnetError} for anything malformed. */
+/**
+ * Percent-decoding that keeps malformed escapes (`%zz`, a lone `%`) as text: each run of valid
+ * `%XX` escapes is decoded as UTF-8 (invalid sequences become U+FFFD). One pass over `raw`.
+ */
+function decodeLoosely(raw: string): string {
+  return raw.replace(/(?:%[0-9a-fA-F]{2})+/g, (run) =>
+    Buffer.from(
+      run
+        .slice(1)
+        .split('%')
+        .map((h) => Number.parseInt(h, 16)),
+    ).toString('utf8'),
+  )
+}
+
+/** The value of an optional parameter, or the reason it is skipped (a MagnetError's message). */
+function optional<T>(read: () => T): T | MagnetError {
+  try {
+    return read()
+  } catch (err) {
+    if (err instanceof MagnetError) return err
+    throw err
+  }
+}
+
+/**
+ * Parses a magnet URI. Throws {@link MagnetError} when the link itself is unusable (not a magnet
+ * link, too long, no or a malformed exact topic); skips bad optional values with a warning.
+ */
 export function parseMagnet(uri: string): MagnetLink {
   if (typeof uri !== 'string') fail('BT_ERR_MAGNET_SYNTAX', '', 'not a string')
   if (uri.length > MAX_MAGNET_LENGTH)
@@ -168,19 +207,26 @@ export function parseMagnet(uri: string): MagnetLink {
   const trackers: string[] = []
   const webseeds: string[] = []
   const peers: MagnetPeer[] = []
+  const seenTrackers = new Set<string>()
+  const seenWebseeds = new Set<string>()
+  const warnings: string[] = []
+  const warn = (line: string): void => {
+    if (warnings.length < MAX_WARNINGS) warnings.push(line.slice(0, 200))
+  }
   const query = trimmed.slice(8).split('#')[0]!
   for (const pair of query.split('&')) {
     if (pair === '') continue
     const eq = pair.indexOf('=')
     const rawKey = eq < 0 ? pair : pair.slice(0, eq)
-    const key = decodeComponent(rawKey, rawKey.slice(0, 20))
-      .toLowerCase()
-      .replace(/\.[0-9]+$/, '')
-    if (key === 'x.pe' && eq < 0) fail('BT_ERR_MAGNET_BAD_PEER', 'x.pe', 'missing value')
+    const decodedKey = optional(() => decodeComponent(rawKey, rawKey.slice(0, 20)))
+    if (decodedKey instanceof MagnetError) {
+      warn(`${rawKey.slice(0, 20)}: parameter name is not percent-decodable; skipped`)
+      continue
+    }
+    const key = decodedKey.toLowerCase().replace(/\.[0-9]+$/, '')
     const rawValue = eq < 0 ? '' : pair.slice(eq + 1)
-    // `+` means space in display names written by form encoders; elsewhere it is literal.
-    const value = decodeComponent(key === 'dn' ? rawValue.replaceAll('+', ' ') : rawValue, key)
     if (key === 'xt') {
+      const value = decodeComponent(rawValue, 'xt')
       const lower = value.toLowerCase()
       if (lower.startsWith('urn:btih:')) {
         const h = btih(value.slice(9))
@@ -192,17 +238,24 @@ export function parseMagnet(uri: string): MagnetLink {
         v2 = h
       }
     } else if (key === 'dn') {
-      name = value
-    } else if (key === 'tr') {
-      const t = url(value, 'tr')
-      if (!trackers.includes(t)) trackers.push(t)
-    } else if (key === 'ws') {
-      const w = url(value, 'ws')
-      if (!webseeds.includes(w)) webseeds.push(w)
-    } else if (key === 'x.pe') {
-      peers.push(peer(value))
-    } else if (key === 'so') {
-      so = selectOnly(value)
+      // `+` means space in display names written by form encoders; elsewhere it is literal.
+      const raw = rawValue.replaceAll('+', ' ')
+      const value = optional(() => decodeComponent(raw, 'dn'))
+      if (value instanceof MagnetError) warn('dn: bad percent-encoding kept as text')
+      name = value instanceof MagnetError ? decodeLoosely(raw) : value
+    } else if (key === 'tr' || key === 'ws' || key === 'x.pe' || key === 'so') {
+      const r = optional(() => {
+        if (eq < 0) fail('BT_ERR_MAGNET_SYNTAX', key, 'missing value')
+        const value = decodeComponent(rawValue, key)
+        if (key === 'tr' || key === 'ws') {
+          const [list, seen] = key === 'tr' ? [trackers, seenTrackers] : [webseeds, seenWebseeds]
+          const u = url(value, key)
+          if (!seen.has(u)) list.push(u)
+          seen.add(u)
+        } else if (key === 'x.pe') peers.push(peer(value))
+        else so = selectOnly(value)
+      })
+      if (r instanceof MagnetError) warn(`${r.message}; skipped`)
     }
   }
   if (!v1 && !v2) fail('BT_ERR_MAGNET_NO_INFO_HASH', 'xt', 'no urn:btih or urn:btmh exact topic')
@@ -214,6 +267,7 @@ export function parseMagnet(uri: string): MagnetLink {
     webseeds,
     peers,
     ...(so ? { selectOnly: so } : {}),
+    warnings,
   }
 }
 

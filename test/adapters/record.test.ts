@@ -129,6 +129,34 @@ describe('torrent record', () => {
     assert.equal(await uploadRecord(codex.client, fetched.record), recordCid)
   })
 
+  test('records and file manifests are read through the network routes (another node may own them)', async () => {
+    const count = (method: string, route: string): number => codex.node.faults.requestCount({ method, route })
+    const local = count('GET', '/data/:cid')
+    const streams = count('GET', '/data/:cid/network/stream')
+    await fetchRecord(codex.client, recordCid)
+    assert.equal(count('GET', '/data/:cid/network/stream') - streams, 1, 'fetchRecord: network-stream')
+    assert.equal(count('GET', '/data/:cid') - local, 0, 'no local-mode download (404 on a real node)')
+
+    // importRecord fetches every file manifest through …/network/manifest (which stores it in the
+    // local node), with or without verification.
+    for (const verifyFiles of [true, false]) {
+      const catalog = Catalog.open(':memory:')
+      try {
+        const manifests = count('GET', '/data/:cid/network/manifest')
+        const { parsed } = await importRecord(codex.client, catalog, recordCid, { verifyFiles })
+        assert.equal(parsed.fileCids.size, cids.size)
+        assert.equal(
+          count('GET', '/data/:cid/network/manifest') - manifests,
+          parsed.fileCids.size,
+          `one manifest fetch per file CID (verifyFiles ${verifyFiles})`,
+        )
+        assert.equal(count('GET', '/data/:cid') - local, 0)
+      } finally {
+        catalog.close()
+      }
+    }
+  })
+
   test('without the original bytes, the canonical rebuild of our creator output is exact', () => {
     const bare = buildRecord(metainfo, cids)
     assert.equal(bare.torrent, undefined)

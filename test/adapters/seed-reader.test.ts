@@ -237,6 +237,26 @@ describe('CodexFileReader on the local Codex node (no Range support)', () => {
     }
   })
 
+  test('a dataset not in the local node (404 on the local route) streams through …/network/stream', async () => {
+    const s = await setup(64 * MIB, { attempts: 1, readAheadSegments: 0 })
+    try {
+      await s.client.downloadRange(cid, 0, 1).then((r) => r.body.destroy()) // learn: no ranges
+      const count = (route: string): number => env.node.faults.requestCount({ method: 'GET', route })
+      const local = count('/data/:cid')
+      const network = count('/data/:cid/network/stream')
+      // As a real node answers for a manifest it does not hold (a record imported from another
+      // gateway): the local route 404s, the network route serves it.
+      env.node.faults.failNext(1, { status: 404, route: '/data/:cid', method: 'GET' })
+      assert.deepEqual(await s.reader.read(cid, fileLength, 2000, 10), data.subarray(2000, 2010))
+      assert.equal(count('/data/:cid') - local, 1, 'local first')
+      assert.equal(count('/data/:cid/network/stream') - network, 1, 'then network-stream')
+      assert.equal(s.reader.stats.retries, 0, 'the fallback is not a retry')
+    } finally {
+      env.node.faults.clear()
+      await s.close()
+    }
+  })
+
   test('cut bodies fail typed after bounded retries (no hang), then reads recover', async () => {
     const s = await setup(64 * MIB, { attempts: 2, readAheadSegments: 0 })
     try {

@@ -112,11 +112,14 @@ describe('upload: the response deadline after the body is sent', () => {
     requests = 0
     const client = new CodexClient({ url: origin, timeoutMs: 300, retry: { attempts: 3, baseDelayMs: 1 } })
     try {
-      await assert.rejects(client.upload(new Uint8Array(100_000), { responseTimeoutMs: 300 }), (err: unknown) => {
-        assert.ok(err instanceof CodexTimeoutError)
-        assert.match(err.message, /after the 100000-byte body was sent/)
-        return true
-      })
+      await assert.rejects(
+        client.upload(new Uint8Array(100_000), { responseTimeoutMs: 300 }),
+        (err: unknown) => {
+          assert.ok(err instanceof CodexTimeoutError)
+          assert.match(err.message, /after the 100000-byte body was sent/)
+          return true
+        },
+      )
       assert.equal(requests, 1, 'a Uint8Array upload is retryable, but not after its body was sent')
     } finally {
       await client.destroy()

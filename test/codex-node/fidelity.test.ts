@@ -14,13 +14,7 @@ import { connect } from 'node:net'
 import { after, before, describe, test } from 'node:test'
 import { request } from 'undici'
 import { API_PREFIX } from '../../codex-client/local-node/faults.ts'
-import {
-  pseudoRandomBytes,
-  SOME_FILE_MANIFEST,
-  startTestNode,
-  type TestNode,
-  uploadOk,
-} from './helpers.ts'
+import { pseudoRandomBytes, SOME_FILE_MANIFEST, startTestNode, type TestNode, uploadOk } from './helpers.ts'
 
 /** Sends `head` + `body` on a fresh socket (`Connection: close`), resolves with the raw answer. */
 function rawRequest(port: number, head: string, body = ''): Promise<string> {

@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net'
 import { after, before, describe, test } from 'node:test'
 import bencode from 'bencode'
 import { Server } from 'bittorrent-tracker'
+import { MockAgent } from 'undici'
 import {
   TrackerError,
   TrackerProtocolError,
@@ -19,6 +20,7 @@ import {
 import {
   buildAnnounceUrl,
   HttpTrackerClient,
+  isLocalHost,
   parseAnnounceResponse,
   parseScrapeResponse,
   scrapeUrlFromAnnounce,
@@ -395,5 +397,170 @@ describe('HTTP tracker: failures are typed', () => {
     } finally {
       await closeHttp(server)
     }
+  })
+})
+
+/**
+ * Redirects (libtorrent follows them for HTTP trackers): up to 5 hops, http(s) only, never from a
+ * global host to a local address (libtorrent's `ssrf_mitigation`). Real servers on 127.0.0.1; the
+ * one "global" origin is an undici MockAgent with real connections disabled (no network at all).
+ */
+describe('HTTP tracker: redirects', () => {
+  const req = () => ({
+    infoHash: randomBytes(20),
+    peerId: peerId(),
+    port: 1,
+    uploaded: 0,
+    downloaded: 0,
+    left: 0,
+  })
+  const answer = bencode.encode({ interval: 60, peers: Buffer.from([127, 0, 0, 1, 0x1a, 0xe1]) })
+
+  test('301/302/303/307/308 chains of up to 5 hops are followed, relative Locations too; query kept', async () => {
+    const seen: string[] = []
+    const { server, url } = await startHttp((r, res) => {
+      seen.push(r.url ?? '')
+      const m = /^\/hop(\d)(\?.*)?$/.exec(r.url ?? '')
+      const codes = [301, 302, 303, 307, 308]
+      if (r.url?.startsWith('/announce')) {
+        res.writeHead(302, { location: `/hop0${r.url.slice('/announce'.length)}` })
+        return res.end('moved')
+      }
+      if (m && Number(m[1]) < 4) {
+        const n = Number(m[1])
+        res.writeHead(codes[n + 1]!, {
+          location: `http://${HOST}:${(server.address() as AddressInfo).port}/hop${n + 1}${m[2] ?? ''}`,
+        })
+        return res.end()
+      }
+      res.end(answer)
+    })
+    try {
+      const r = await new HttpTrackerClient(url).announce(req())
+      assert.deepEqual(r.peers, [{ host: HOST, port: 6881 }])
+      assert.equal(seen.length, 6, seen.join(' '))
+      assert.ok(
+        seen.every((u) => u.includes('info_hash=')),
+        'the announce query survives each hop',
+      )
+    } finally {
+      await closeHttp(server)
+    }
+  })
+
+  test('a sixth redirect is refused', async () => {
+    let hits = 0
+    const { server, url } = await startHttp((_r, res) => {
+      hits++
+      res.writeHead(302, { location: `/loop${hits}` })
+      res.end()
+    })
+    try {
+      await assert.rejects(new HttpTrackerClient(url).announce(req()), (e: unknown) => {
+        assert.ok(e instanceof TrackerProtocolError)
+        assert.match(e.message, /more than 5 redirects/)
+        return true
+      })
+      assert.equal(hits, 6, 'the original request and 5 redirects')
+    } finally {
+      await closeHttp(server)
+    }
+  })
+
+  test('redirects to other schemes are refused without any request', async () => {
+    for (const location of [
+      'ftp://127.0.0.1/announce',
+      'file:///etc/passwd',
+      'udp://127.0.0.1:1/announce',
+      'data:,x',
+    ]) {
+      let hits = 0
+      const { server, url } = await startHttp((_r, res) => {
+        hits++
+        res.writeHead(301, { location })
+        res.end()
+      })
+      try {
+        await assert.rejects(new HttpTrackerClient(url).announce(req()), /unsupported scheme/)
+        assert.equal(hits, 1)
+      } finally {
+        await closeHttp(server)
+      }
+    }
+  })
+
+  test('a 3xx without Location is an HTTP status error', async () => {
+    const { server, url } = await startHttp((_r, res) => {
+      res.statusCode = 302
+      res.end()
+    })
+    try {
+      await assert.rejects(new HttpTrackerClient(url).announce(req()), /HTTP status 302/)
+    } finally {
+      await closeHttp(server)
+    }
+  })
+
+  test('a global host may not redirect to a local address (SSRF); nothing is fetched', async () => {
+    const agent = new MockAgent()
+    agent.disableNetConnect()
+    try {
+      const origin = agent.get('http://tracker.example')
+      for (const target of [
+        'http://127.0.0.1:9/x',
+        'http://[::1]:9/x',
+        'http://192.168.1.1/x',
+        'http://localhost/x',
+        'http://[::ffff:10.0.0.1]/x',
+      ]) {
+        origin.intercept({ path: /^\/announce/ }).reply(302, '', { headers: { location: target } })
+        const client = new HttpTrackerClient('http://tracker.example/announce', { dispatcher: agent })
+        await assert.rejects(client.announce(req()), /global host to a local address/, target)
+      }
+      // global → global is followed
+      origin
+        .intercept({ path: /^\/announce/ })
+        .reply(302, '', { headers: { location: 'http://other.example/a' } })
+      agent.get('http://other.example').intercept({ path: '/a' }).reply(200, Buffer.from(answer))
+      const r = await new HttpTrackerClient('http://tracker.example/announce', {
+        dispatcher: agent,
+      }).announce(req())
+      assert.equal(r.peers.length, 1)
+    } finally {
+      await agent.close()
+    }
+  })
+
+  test('isLocalHost', () => {
+    for (const h of [
+      '127.0.0.1',
+      '127.9.9.9',
+      '10.1.2.3',
+      '172.16.0.1',
+      '172.31.255.255',
+      '192.168.0.1',
+      '169.254.169.254',
+      '0.0.0.0',
+      '::1',
+      '[::1]',
+      '::',
+      'fd00::1',
+      'fe80::1',
+      '::ffff:7f00:1',
+      '::ffff:127.0.0.1',
+      'localhost',
+      'a.localhost',
+    ])
+      assert.equal(isLocalHost(h), true, h)
+    for (const h of [
+      '8.8.8.8',
+      '172.32.0.1',
+      '172.15.0.1',
+      '192.169.0.1',
+      'tracker.example',
+      '2001:db8::1',
+      '::ffff:808:808',
+    ])
+      assert.equal(isLocalHost(h), false, h)
   })
 })

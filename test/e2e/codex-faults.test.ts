@@ -238,6 +238,13 @@ describe('e2e: Codex faults during ingest and seeding', { timeout: 88_000 }, () 
         const got = await hashTree(join(tmp.path, `leech-${a.id}`), a.made.metainfo.info.name)
         assert.deepEqual(sortedEntries(got), sortedEntries(a.made.payload.hashes))
       }
+      const m = await metricsText(gw)
+      const payload = archived.reduce((n, a) => n + a.made.payload.totalBytes, 0)
+      assert.ok(metric(m, 'codex_bt_cache_misses_total') > 0)
+      assert.ok(
+        metric(m, 'codex_bt_downloaded_bytes_total', { source: 'codex' }) >= payload,
+        'served from Codex',
+      )
     } finally {
       codex.faults.clear()
       await leecher.close()

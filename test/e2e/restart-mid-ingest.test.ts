@@ -74,7 +74,7 @@ describe('e2e: restart in the middle of an ingest', { timeout: 88_000 }, () => {
   after(() => cleanup.run())
 
   for (const how of ['SIGTERM', 'SIGKILL'] as const) {
-    test(`${how} at 40–60 %: the job resumes, completes, and nothing is fetched or stored twice`, async () => {
+    test(`${how} at 40–60 %: the job resumes, completes, and nothing is fetched or stored twice`, async (t) => {
       const dir = join(tmp.path, how)
       const made = await makeLtTorrent(seeder, dir, spec(`restart-${how}`), 'hybrid', 256 * 1024)
       const h = await ltSeed(seeder, made, { uploadLimit: RATE })
@@ -139,6 +139,11 @@ describe('e2e: restart in the middle of an ingest', { timeout: 88_000 }, () => {
         `the seeder uploaded ${st.total_payload_upload} bytes for ${total} (< 1.1×)`,
       )
       const after = posts() - postsAtStop
+      t.diagnostic(
+        `stopped at ${(mid.progress * 100).toFixed(0)} %; ${inCodex.size} files in Codex, ${pending} not; ` +
+          `seeder uploaded ${(st.total_payload_upload / total).toFixed(3)} × the payload; ` +
+          `${after} POST /data after the restart`,
+      )
       assert.ok(
         after <= pending + 1,
         `after the restart ${after} POST /data for ${pending} files not yet in Codex + the record`,

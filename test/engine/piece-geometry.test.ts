@@ -5,7 +5,7 @@ import { describe, test } from 'node:test'
 import { GeometryError, PieceGeometry } from '../../gateway/engine/piece-geometry.ts'
 import type { TorrentInfo } from '../../gateway/protocol/types.ts'
 import { BLOCK_SIZE } from '../../gateway/protocol/types.ts'
-import { LAYOUTS, pieceSize } from '../helpers/layouts.ts'
+import { buildInfo, LAYOUTS, pieceSize } from '../helpers/layouts.ts'
 
 function layout(name: string): TorrentInfo {
   const info = LAYOUTS[name]
@@ -103,9 +103,72 @@ describe('PieceGeometry', () => {
   test('rejects inconsistent layouts', () => {
     const info = layout('v1MultiFile')
     assert.throws(() => new PieceGeometry({ ...info, pieceCount: 5 }), GeometryError)
+    // (a piece length that does not match the piece count; any positive v1 length is allowed)
     assert.throws(() => new PieceGeometry({ ...info, pieceLength: 1000 }), GeometryError)
+    assert.throws(() => new PieceGeometry({ ...info, pieceLength: 0, pieceCount: 0 }), GeometryError)
     const shifted = info.files.map((f, i) => (i === 2 ? { ...f, offset: f.offset + 1 } : f))
     assert.throws(() => new PieceGeometry({ ...info, files: shifted }), GeometryError)
     assert.throws(() => new PieceGeometry({ ...info, totalLength: info.totalLength + 1 }), GeometryError)
+  })
+
+  // BEP3 allows any positive piece length; libtorrent loads v1 torrents with 8 KiB or 20000-byte
+  // pieces. Blocks start every 16 KiB from each piece's start and never cross its end.
+  for (const pieceLength of [8192, 20_000, 49_152, 1]) {
+    test(`v1 piece length ${pieceLength}: blocks are min(16 KiB, rest of the piece)`, () => {
+      const info = buildInfo({
+        name: `odd${pieceLength}`,
+        version: 'v1',
+        pieceLength,
+        files: [
+          { path: ['a'], length: 30_001 },
+          { path: ['b'], length: pieceLength === 1 ? 5 : 70_000 },
+        ],
+      })
+      const g = new PieceGeometry(info)
+      assert.equal(g.blocksPerPiece, Math.ceil(pieceLength / BLOCK_SIZE))
+      let total = 0
+      for (let piece = 0; piece < g.pieceCount; piece++) {
+        const size = g.pieceSize(piece)
+        let inPiece = 0
+        for (let b = 0; b < g.blockCount(piece); b++) {
+          const len = g.blockLength(piece, b)
+          assert.equal(len, Math.min(BLOCK_SIZE, size - b * BLOCK_SIZE))
+          assert.ok(len > 0 && len <= BLOCK_SIZE)
+          assert.equal(
+            g.dataRanges(piece, b * BLOCK_SIZE, len).reduce((n, r) => n + r.length, 0),
+            len,
+          )
+          inPiece += len
+        }
+        assert.equal(inPiece, size, 'blocks tile the piece exactly')
+        assert.throws(() => g.blockLength(piece, g.blockCount(piece)), GeometryError)
+        total += size
+      }
+      assert.equal(total, info.totalLength)
+    })
+  }
+
+  test('20000-byte pieces: two blocks of 16384 + 3616; 8 KiB pieces: one block', () => {
+    const g20 = new PieceGeometry(
+      buildInfo({ name: 'x', version: 'v1', pieceLength: 20_000, files: [{ path: ['x'], length: 50_000 }] }),
+    )
+    assert.deepEqual([g20.blockCount(0), g20.blockLength(0, 0), g20.blockLength(0, 1)], [2, 16_384, 3_616])
+    assert.deepEqual([g20.pieceSize(2), g20.blockCount(2), g20.blockLength(2, 0)], [10_000, 1, 10_000])
+    const g8 = new PieceGeometry(
+      buildInfo({ name: 'y', version: 'v1', pieceLength: 8192, files: [{ path: ['y'], length: 20_000 }] }),
+    )
+    assert.deepEqual(
+      [g8.pieceCount, g8.blockCount(0), g8.blockLength(0, 0), g8.blockLength(2, 0)],
+      [3, 1, 8192, 3616],
+    )
+  })
+
+  test('v2 and hybrid still need a power of two >= 16 KiB (BEP52)', () => {
+    for (const version of ['v2', 'hybrid'] as const) {
+      for (const pieceLength of [8192, 3 * BLOCK_SIZE, 20_000]) {
+        const info = buildInfo({ name: 'v', version, pieceLength, files: [{ path: ['f'], length: 100_000 }] })
+        assert.throws(() => new PieceGeometry(info), GeometryError, `${version} ${pieceLength}`)
+      }
+    }
   })
 })

@@ -271,3 +271,48 @@ describe('PiecePicker scale', () => {
     }
   })
 })
+
+describe('PiecePicker: v1 piece lengths that are not a multiple of 16 KiB', () => {
+  for (const pieceLength of [8192, 20_000, 49_152]) {
+    test(`${pieceLength}-byte pieces: every block requested once, sized to stay inside its piece`, () => {
+      const info = buildInfo({
+        name: `odd${pieceLength}`,
+        version: 'v1',
+        pieceLength,
+        files: [
+          { path: ['a'], length: 100_003 },
+          { path: ['b'], length: 33_333 },
+        ],
+      })
+      const p = picker(info)
+      p.onPeerHaveAll()
+      const got: BlockRequest[] = []
+      // Bounded: each round hands out at least one new block until none is left.
+      for (let round = 0; round < 1000; round++) {
+        const r = p.pick('a', 'all', 7, { endgame: false })
+        if (r.length === 0) break
+        got.push(...r)
+      }
+      const geometry = new PieceGeometry(info)
+      const expected: string[] = []
+      for (let piece = 0; piece < info.pieceCount; piece++)
+        for (let b = 0; b < geometry.blockCount(piece); b++)
+          expected.push(`${piece}/${b * BLOCK_SIZE}/${geometry.blockLength(piece, b)}`)
+      assert.deepEqual(got.map((r) => `${r.piece}/${r.offset}/${r.length}`).sort(), expected.sort())
+      for (const r of got) {
+        assert.ok(r.length <= BLOCK_SIZE && r.offset + r.length <= geometry.pieceSize(r.piece))
+      }
+      // Every piece completes with exactly its blocks.
+      const complete = new Set<number>()
+      for (const r of got) if (p.onBlockReceived('a', r).pieceComplete) complete.add(r.piece)
+      assert.equal(complete.size, info.pieceCount)
+      // A block that would cross the piece end is not a block of this torrent.
+      if (pieceLength === 20_000) {
+        assert.equal(
+          p.onBlockReceived('a', { piece: 0, offset: BLOCK_SIZE, length: BLOCK_SIZE }).status,
+          'unwanted',
+        )
+      }
+    })
+  }
+})

@@ -15,7 +15,13 @@
  */
 import { randomBytes } from 'node:crypto'
 import { connect, type Socket } from 'node:net'
-import { type BDict, type BEncodable, decodeBencode, encodeBencode, isDict } from '../../gateway/protocol/bencode.ts'
+import {
+  type BDict,
+  type BEncodable,
+  decodeBencode,
+  encodeBencode,
+  isDict,
+} from '../../gateway/protocol/bencode.ts'
 
 export const MSG = {
   choke: 0,
@@ -50,6 +56,8 @@ export interface ExtPeerInit {
   readonly metadataSize?: number
   readonly hashRequests?: 'reject' | 'ignore'
   readonly have?: 'all' | 'none'
+  /** BEP10 `p` to advertise (so the engine can tell others about us over PEX). */
+  readonly listenPort?: number
   /** Send no extended handshake (until the test sends one). */
   readonly noExtendedHandshake?: boolean
   /** @default 60 000 */
@@ -104,6 +112,7 @@ export class ExtPeer {
   #shook = false
   readonly #timer: NodeJS.Timeout
   readonly #closedPromise: Promise<void>
+  readonly #ready = Promise.withResolvers<void>()
 
   private constructor(init: ExtPeerInit, socket: Socket) {
     this.#init = init
@@ -118,7 +127,10 @@ export class ExtPeer {
     this.#timer = setTimeout(() => socket.destroy(), init.lifetimeMs ?? 60_000)
   }
 
-  /** Dials the engine and sends our handshake (the script starts when the engine answers). */
+  /**
+   * Dials the engine, sends our handshake and waits for the engine's (then our extended
+   * handshake and have-all/none are sent, in that order, before anything else).
+   */
   static async dial(init: ExtPeerInit): Promise<ExtPeer> {
     const socket = connect({ host: '127.0.0.1', port: init.port })
     await new Promise<void>((resolve, reject) => {
@@ -138,6 +150,12 @@ export class ExtPeer {
     hs.set(init.infoHash, 28)
     peer.peerId.copy(hs, 48)
     socket.write(hs)
+    await Promise.race([
+      peer.#ready.promise,
+      peer.whenClosed().then(() => {
+        throw new Error('the engine closed the connection during the handshake')
+      }),
+    ])
     return peer
   }
 
@@ -180,7 +198,10 @@ export class ExtPeer {
 
   #onData(d: Buffer): void {
     this.#buf = this.#buf.length === 0 ? d : Buffer.concat([this.#buf, d])
-    if (this.#buf.length > MAX_BUFFERED) return this.close()
+    if (this.#buf.length > MAX_BUFFERED) {
+      this.close()
+      return
+    }
     if (!this.#shook) {
       if (this.#buf.length < 68) return
       this.remoteReserved = Buffer.from(this.#buf.subarray(20, 28))
@@ -191,7 +212,10 @@ export class ExtPeer {
     // bounded: each iteration consumes at least 4 bytes
     while (this.#buf.length >= 4) {
       const n = this.#buf.readUInt32BE(0)
-      if (n > 1024 * 1024) return this.close()
+      if (n > 1024 * 1024) {
+        this.close()
+        return
+      }
       if (this.#buf.length < 4 + n) return
       if (n > 0) this.#onMessage(this.#buf[4]!, Buffer.from(this.#buf.subarray(5, 4 + n)))
       this.#buf = this.#buf.subarray(4 + n)
@@ -208,16 +232,18 @@ export class ExtPeer {
           ['ut_pex', EXT_PEER_IDS.ut_pex],
         ]),
         v: 'ext-peer',
+        ...(init.listenPort !== undefined ? { p: init.listenPort } : {}),
         ...(size !== undefined ? { metadata_size: size } : {}),
       })
     }
     if (init.reserved?.fast ?? true) this.send(init.have === 'all' ? MSG.haveAll : MSG.haveNone)
+    this.#ready.resolve()
   }
 
   #onMessage(id: number, payload: Buffer): void {
     if (this.received.length < MAX_RECORDED) this.received.push({ id, payload })
-    if (id === MSG.extended) return this.#onExtended(payload)
-    if (id === MSG.hashRequest) {
+    if (id === MSG.extended) this.#onExtended(payload)
+    else if (id === MSG.hashRequest) {
       this.hashRequests++
       if ((this.#init.hashRequests ?? 'reject') === 'reject') this.send(MSG.hashReject, payload)
     }
@@ -243,10 +269,12 @@ export class ExtPeer {
     const mode = this.#init.metadata ?? 'reject'
     const info = this.#init.info
     if (mode === 'ignore') return
-    if (mode === 'reject' || !info) return this.sendExtended(theirs, { msg_type: 2, piece })
-    const total = this.#init.metadataSize ?? info.length
+    const total = this.#init.metadataSize ?? info?.length ?? 0
     const len = Math.min(16 * 1024, total - piece * 16 * 1024)
-    if (len <= 0) return this.sendExtended(theirs, { msg_type: 2, piece })
+    if (mode === 'reject' || !info || len <= 0) {
+      this.sendExtended(theirs, { msg_type: 2, piece })
+      return
+    }
     const data =
       mode === 'serve' ? info.subarray(piece * 16 * 1024, piece * 16 * 1024 + len) : randomBytes(len)
     this.sendExtended(theirs, { msg_type: 1, piece, total_size: total }, data)

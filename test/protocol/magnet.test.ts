@@ -10,7 +10,7 @@ import fc from 'fast-check'
 import { createTorrent } from '../../gateway/protocol/create-torrent.ts'
 import { MagnetError } from '../../gateway/protocol/errors.ts'
 import { toHex } from '../../gateway/protocol/hex.ts'
-import { buildMagnet, magnetFromMetainfo, parseMagnet } from '../../gateway/protocol/magnet.ts'
+import { buildMagnet, MAX_WARNINGS, magnetFromMetainfo, parseMagnet } from '../../gateway/protocol/magnet.ts'
 
 const V1 = createHash('sha1').update('v1').digest()
 const V2 = createHash('sha256').update('v2').digest()
@@ -91,7 +91,6 @@ describe('parseMagnet', () => {
     const cases: [string, string][] = [
       [`http://example.com/?xt=urn:btih:${V1HEX}`, 'BT_ERR_MAGNET_SYNTAX'],
       ['magnet:', 'BT_ERR_MAGNET_SYNTAX'],
-      [`magnet:?xt=urn:btih:${V1HEX}&dn=%E0%A4%A`, 'BT_ERR_MAGNET_SYNTAX'],
       [`magnet:?xt=urn:btih:${V1HEX}&tr=${'a'.repeat(70_000)}`, 'BT_ERR_MAGNET_SYNTAX'],
       ['magnet:?dn=nothing', 'BT_ERR_MAGNET_NO_INFO_HASH'],
       ['magnet:?xt=urn:sha1:ABCDEF', 'BT_ERR_MAGNET_NO_INFO_HASH'],
@@ -102,20 +101,7 @@ describe('parseMagnet', () => {
       [`magnet:?xt=urn:btmh:1114${V2HEX}`, 'BT_ERR_MAGNET_BAD_INFO_HASH'],
       [`magnet:?xt=urn:btmh:1220${V2HEX.slice(2)}`, 'BT_ERR_MAGNET_BAD_INFO_HASH'],
       [`magnet:?xt=urn:btmh:${V2HEX}`, 'BT_ERR_MAGNET_BAD_INFO_HASH'],
-      [`magnet:?xt=urn:btih:${V1HEX}&tr=not a url`, 'BT_ERR_MAGNET_BAD_URL'],
-      [`magnet:?xt=urn:btih:${V1HEX}&ws=`, 'BT_ERR_MAGNET_BAD_URL'],
-      [`magnet:?xt=urn:btih:${V1HEX}&x.pe=127.0.0.1`, 'BT_ERR_MAGNET_BAD_PEER'],
-      [`magnet:?xt=urn:btih:${V1HEX}&x.pe=127.0.0.1:0`, 'BT_ERR_MAGNET_BAD_PEER'],
-      [`magnet:?xt=urn:btih:${V1HEX}&x.pe=127.0.0.1:65536`, 'BT_ERR_MAGNET_BAD_PEER'],
-      [`magnet:?xt=urn:btih:${V1HEX}&x.pe=::1:80`, 'BT_ERR_MAGNET_BAD_PEER'],
-      [`magnet:?xt=urn:btih:${V1HEX}&x.pe=:80`, 'BT_ERR_MAGNET_BAD_PEER'],
-      [`magnet:?xt=urn:btih:${V1HEX}&x.pe`, 'BT_ERR_MAGNET_BAD_PEER'],
-      [`magnet:?xt=urn:btih:${V1HEX}&so=1-`, 'BT_ERR_MAGNET_BAD_SELECT_ONLY'],
-      [`magnet:?xt=urn:btih:${V1HEX}&so=5-2`, 'BT_ERR_MAGNET_BAD_SELECT_ONLY'],
-      [`magnet:?xt=urn:btih:${V1HEX}&so=a`, 'BT_ERR_MAGNET_BAD_SELECT_ONLY'],
-      [`magnet:?xt=urn:btih:${V1HEX}&so=-1`, 'BT_ERR_MAGNET_BAD_SELECT_ONLY'],
-      [`magnet:?xt=urn:btih:${V1HEX}&so=99999999999`, 'BT_ERR_MAGNET_BAD_SELECT_ONLY'],
-      [`magnet:?xt=urn:btih:${V1HEX}&so=${'1,'.repeat(10_001)}1`, 'BT_ERR_MAGNET_BAD_SELECT_ONLY'],
+      [`magnet:?xt=urn:btih:${V1HEX.slice(0, 38)}%zz`, 'BT_ERR_MAGNET_SYNTAX'],
     ]
     for (const [uri, expected] of cases)
       assert.equal(
@@ -123,6 +109,72 @@ describe('parseMagnet', () => {
         expected,
         uri.slice(0, 120),
       )
+  })
+
+  // These used to reject the whole link. libtorrent's parse_magnet_uri (2.0.8) accepts all of
+  // them, skipping what it cannot use; we skip the bad value too and say so in `warnings`.
+  test('a bad optional value is skipped with a warning, the link still parses', () => {
+    const cases: [string, string, Partial<Record<'trackers' | 'webseeds' | 'peers', unknown[]>>][] = [
+      ['tr=not a url', 'not a URL', { trackers: [] }],
+      [
+        'tr=not%20a%20url&tr=http://127.0.0.1:1/announce',
+        'tr',
+        { trackers: ['http://127.0.0.1:1/announce'] },
+      ],
+      ['tr=http://a/%zz', 'percent', { trackers: [] }],
+      ['ws=', 'ws', { webseeds: [] }],
+      ['x.pe=garbage', 'x.pe', { peers: [] }],
+      ['x.pe=127.0.0.1', 'x.pe', { peers: [] }],
+      ['x.pe=127.0.0.1:0', 'x.pe', { peers: [] }],
+      ['x.pe=127.0.0.1:65536', 'x.pe', { peers: [] }],
+      ['x.pe=::1:80', 'x.pe', { peers: [] }],
+      ['x.pe=:80', 'x.pe', { peers: [] }],
+      ['x.pe&x.pe=127.0.0.1:1', 'x.pe', { peers: [{ host: '127.0.0.1', port: 1 }] }],
+      ['so=a-b', 'so', {}],
+      ['so=1-', 'so', {}],
+      ['so=5-2', 'so', {}],
+      ['so=a', 'so', {}],
+      ['so=-1', 'so', {}],
+      ['so=99999999999', 'so', {}],
+      [`so=${'1,'.repeat(10_001)}1`, 'so', {}],
+      ['%zz=1', '%zz', {}],
+    ]
+    for (const [params, warning, expected] of cases) {
+      const m = parseMagnet(`magnet:?xt=urn:btih:${V1HEX}&${params}`)
+      assert.deepEqual(m.infoHashV1, new Uint8Array(V1), params)
+      assert.equal(m.warnings.length, 1, `${params}: ${m.warnings.join(' | ')}`)
+      assert.ok(
+        m.warnings[0]!.includes(warning) || m.warnings[0]!.toLowerCase().includes(warning),
+        `${params}: ${m.warnings[0]}`,
+      )
+      assert.equal(m.selectOnly, undefined)
+      for (const [k, v] of Object.entries(expected))
+        assert.deepEqual(m[k as keyof typeof expected], v, params)
+    }
+  })
+
+  test('dn with broken percent-escapes keeps them as text (libtorrent keeps the link too)', () => {
+    const m = parseMagnet(`magnet:?xt=urn:btih:${V1HEX}&dn=50%off%20today%E2%9C%93%E0%A4%A`)
+    assert.equal(m.name, '50%off today✓\uFFFD%A')
+    assert.equal(m.warnings.length, 1)
+    assert.deepEqual(parseMagnet(`magnet:?xt=urn:btih:${V1HEX}&dn=ok%20name`).warnings, [])
+  })
+
+  test('warnings are bounded', () => {
+    const m = parseMagnet(`magnet:?xt=urn:btih:${V1HEX}${'&x.pe=bad'.repeat(1000)}`)
+    assert.equal(m.warnings.length, MAX_WARNINGS)
+    assert.deepEqual(m.peers, [])
+  })
+
+  test('xt problems stay fatal even among good optional values', () => {
+    assert.equal(
+      code(() => parseMagnet('magnet:?tr=http://127.0.0.1:1/a&dn=x')),
+      'BT_ERR_MAGNET_NO_INFO_HASH',
+    )
+    assert.equal(
+      code(() => parseMagnet(`magnet:?xt=urn:btih:zz&tr=http://127.0.0.1:1/a`)),
+      'BT_ERR_MAGNET_BAD_INFO_HASH',
+    )
   })
 })
 
@@ -145,7 +197,7 @@ describe('buildMagnet', () => {
     }
     const uri = buildMagnet(init)
     assert.ok(uri.startsWith(`magnet:?xt=urn:btih:${V1HEX}&xt=urn:btmh:1220${V2HEX}&`))
-    assert.deepEqual(parseMagnet(uri), init)
+    assert.deepEqual(parseMagnet(uri), { ...init, warnings: [] })
   })
 
   test('refuses links without or with malformed hashes', () => {
@@ -183,7 +235,7 @@ describe('buildMagnet', () => {
             trackers,
           }
           const back = parseMagnet(buildMagnet(init))
-          assert.deepEqual(back, { ...init, webseeds: [], peers: [] })
+          assert.deepEqual(back, { ...init, webseeds: [], peers: [], warnings: [] })
         },
       ),
       { numRuns: 300 },

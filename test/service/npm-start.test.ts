@@ -43,6 +43,8 @@ interface NpmStart {
   readonly dataDir: string
   /** JSON log lines of the gateway so far. */
   readonly logs: LogLine[]
+  /** Resolves when stdout is closed: npm, its shell and the gateway are gone, every line read. */
+  readonly outputDone: Promise<void>
   /** Resolves with [code, signal] when npm exits. */
   readonly exited: Promise<[number | null, NodeJS.Signals | null]>
   /** The gateway's own PID (from its log), once it logged. */
@@ -93,7 +95,9 @@ async function npmStart(dataDir: string): Promise<NpmStart> {
   proc.stderr!.on('data', (d: Buffer) => {
     stderr = (stderr + d.toString()).slice(-8000)
   })
-  createInterface({ input: proc.stdout! }).on('line', (line) => {
+  const rl = createInterface({ input: proc.stdout! })
+  const outputDone = once(rl, 'close').then(() => undefined)
+  rl.on('line', (line) => {
     if (!line.startsWith('{')) return // npm's own "> codex-bittorrent-gateway@… start" banner
     try {
       if (logs.length < 10_000) logs.push(JSON.parse(line) as LogLine)
@@ -108,6 +112,7 @@ async function npmStart(dataDir: string): Promise<NpmStart> {
     ports,
     dataDir,
     logs,
+    outputDone,
     exited,
     gatewayPid: () => logs.find((l) => typeof l.pid === 'number')?.pid,
     stderr: () => stderr,
@@ -214,6 +219,7 @@ describe('the README start command: npm start', { timeout: 90_000 }, () => {
       what: 'the gateway process to exit',
     })
     const [code, signal] = await within(s.exited, 20_000, 'npm to exit')
+    await within(s.outputDone, 10_000, 'the output to end')
     const msgs = s.logs.map((l) => l.msg)
     assert.ok(msgs.includes('signal received, stopping'), JSON.stringify(msgs))
     assert.equal(msgs.at(-1), 'stopped', 'the last log line: stopped')
@@ -248,6 +254,7 @@ describe('the README start command: npm start', { timeout: 90_000 }, () => {
         what: 'the gateway process to exit',
       })
       assert.deepEqual([code, signal], [0, null])
+      await within(s.outputDone, 10_000, 'the output to end')
       assert.equal(s.logs.at(-1)?.msg, 'stopped')
     } finally {
       await cleanup(s)
@@ -261,9 +268,13 @@ describe('the README start command: npm start', { timeout: 90_000 }, () => {
       process.kill(gw.pid, 'SIGTERM')
       const code = await gw.stop()
       assert.equal(code, 0)
-      const msgs = gw.logs.map((l) => (JSON.parse(l) as LogLine).msg)
-      assert.ok(msgs.includes('stopped'))
-      assert.ok(!msgs.includes('second signal: exiting now'))
+      const msgs = (): (string | undefined)[] => gw.logs.map((l) => (JSON.parse(l) as LogLine).msg)
+      // The last lines may still be in the pipe when the exit is reported.
+      await waitUntil(async () => (msgs().includes('stopped') ? true : undefined), {
+        timeoutMs: 5000,
+        what: 'the "stopped" log line',
+      })
+      assert.ok(!msgs().includes('second signal: exiting now'))
     } finally {
       await gw.kill()
     }

@@ -7,6 +7,11 @@
  * field by field; a `failure reason` becomes a {@link TrackerError}, everything else that is not
  * a well-formed answer a {@link TrackerProtocolError}. Bodies are decoded with the gateway's one
  * bencode decoder (`protocol/bencode.ts`) under {@link TRACKER_BENCODE_LIMITS}.
+ *
+ * HTTP redirects (301/302/303/307/308 with a `Location`) are followed like libtorrent does, at
+ * most {@link MAX_TRACKER_REDIRECTS} per request and within the same deadline, only to http(s)
+ * URLs, and — libtorrent's `ssrf_mitigation` — never from a global host to a loopback, private
+ * or link-local address.
  */
 
 import { isIP } from 'node:net'
@@ -87,6 +92,72 @@ function parseHttpUrl(url: string): URL {
     throw new TrackerUrlError(url, `unsupported scheme ${parsed.protocol}`)
   }
   return parsed
+}
+
+/** Redirects followed for one request (libtorrent's HTTP tracker connections follow 5). */
+export const MAX_TRACKER_REDIRECTS = 5
+const REDIRECT_STATUS = new Set([301, 302, 303, 307, 308])
+
+/** IPv4 literal → its four octets, else undefined. */
+function ipv4Octets(host: string): number[] | undefined {
+  if (isIP(host) !== 4) return undefined
+  return host.split('.').map(Number)
+}
+
+/**
+ * True for hosts on this machine or a local network (loopback, RFC 1918, link-local, unspecified,
+ * IPv6 ULA/link-local, IPv4-mapped forms of those, `localhost`). Names other than `localhost` are
+ * not resolved here, so they count as global: the check stops redirects to literal addresses.
+ */
+export function isLocalHost(hostname: string): boolean {
+  const host = hostname.replace(/^\[|\]$/g, '').toLowerCase()
+  if (host === 'localhost' || host.endsWith('.localhost')) return true
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(host)
+  const v4 = ipv4Octets(mapped ? mapped[1]! : host)
+  if (v4) {
+    const [a, b] = v4 as [number, number]
+    return (
+      a === 127 ||
+      a === 10 ||
+      a === 0 ||
+      (a === 172 && b >= 16 && b <= 31) ||
+      (a === 192 && b === 168) ||
+      (a === 169 && b === 254)
+    )
+  }
+  if (isIP(host) !== 6) return false
+  if (/^::ffff:[0-9a-f]{1,4}:[0-9a-f]{1,4}$/.test(host)) {
+    // IPv4-mapped in hex form (URL parsing normalises ::ffff:127.0.0.1 to ::ffff:7f00:1)
+    const [hi, lo] = host
+      .slice(7)
+      .split(':')
+      .map((h) => Number.parseInt(h, 16)) as [number, number]
+    return isLocalHost(`${hi >> 8}.${hi & 0xff}.${lo >> 8}.${lo & 0xff}`)
+  }
+  const first = Number.parseInt(host.split(':')[0] || '0', 16)
+  return host === '::1' || host === '::' || (first & 0xfe00) === 0xfc00 || (first & 0xffc0) === 0xfe80
+}
+
+/**
+ * Where a redirect from `current` to `location` leads: resolved against `current`, without a
+ * fragment; refused (TrackerProtocolError) unless http(s), or when it goes from a global host to
+ * a local one (SSRF).
+ */
+function redirectTarget(trackerUrl: string, current: string, location: string): string {
+  let next: URL
+  try {
+    next = new URL(location, current)
+  } catch {
+    throw new TrackerProtocolError(trackerUrl, 'redirect to an invalid URL')
+  }
+  if (next.protocol !== 'http:' && next.protocol !== 'https:') {
+    throw new TrackerProtocolError(trackerUrl, `redirect to unsupported scheme ${next.protocol}`)
+  }
+  if (isLocalHost(next.hostname) && !isLocalHost(new URL(current).hostname)) {
+    throw new TrackerProtocolError(trackerUrl, 'redirect from a global host to a local address refused')
+  }
+  next.hash = ''
+  return next.toString()
 }
 
 /** Appends `query` to `url`, keeping an existing query string (e.g. a passkey). */
@@ -303,22 +374,38 @@ export class HttpTrackerClient implements TrackerClient {
     // No persistent resources: every request closes its connection (`reset: true`).
   }
 
-  /** GET with deadline, abort and size cap; returns the body of a 2xx response. */
+  /**
+   * GET with deadline, abort and size cap, following up to {@link MAX_TRACKER_REDIRECTS} redirects
+   * (all within the one deadline); returns the body of a 2xx response.
+   */
   async #get(fullUrl: string, options: TrackerRequestOptions): Promise<Uint8Array> {
     options.signal?.throwIfAborted()
     const deadline = new AbortController()
     const timer = setTimeout(() => deadline.abort(), this.#timeoutMs)
     const signal = options.signal ? AbortSignal.any([options.signal, deadline.signal]) : deadline.signal
     try {
-      const res = await request(fullUrl, {
-        method: 'GET',
-        signal,
-        reset: true,
-        headersTimeout: this.#timeoutMs,
-        bodyTimeout: this.#timeoutMs,
-        headers: { 'user-agent': this.#userAgent, 'accept-encoding': 'identity' },
-        ...(this.#dispatcher ? { dispatcher: this.#dispatcher } : {}),
-      })
+      let url = fullUrl
+      let res: Dispatcher.ResponseData
+      for (let redirects = 0; ; redirects++) {
+        res = await request(url, {
+          method: 'GET',
+          signal,
+          reset: true,
+          headersTimeout: this.#timeoutMs,
+          bodyTimeout: this.#timeoutMs,
+          headers: { 'user-agent': this.#userAgent, 'accept-encoding': 'identity' },
+          ...(this.#dispatcher ? { dispatcher: this.#dispatcher } : {}),
+        })
+        const location = res.headers.location
+        if (!REDIRECT_STATUS.has(res.statusCode) || location === undefined) break
+        // The redirect's own body is never read.
+        res.body.on('error', () => {})
+        res.body.destroy()
+        if (redirects >= MAX_TRACKER_REDIRECTS) {
+          throw new TrackerProtocolError(this.url, `more than ${MAX_TRACKER_REDIRECTS} redirects`)
+        }
+        url = redirectTarget(this.url, url, Array.isArray(location) ? (location[0] ?? '') : location)
+      }
       const body = await this.#readBody(res)
       if (res.statusCode < 200 || res.statusCode > 299) {
         // Some trackers send `failure reason` with an error status: surface it when present.

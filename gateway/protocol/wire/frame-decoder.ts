@@ -208,7 +208,8 @@ export class FrameDecoder {
     const at = this.#headOffset
     if (n >= MIN_VIEW_FRAME && head !== undefined && head.length - at >= n) {
       // The whole frame is in the head chunk: hand out a view (the common case for blocks).
-      const frame = head.subarray(at, at + n)
+      // A plain Uint8Array view (not `subarray`, which would make a Buffer view of a Buffer chunk).
+      const frame = new Uint8Array(head.buffer, head.byteOffset + at, n)
       this.#consumed(head, at + n, n)
       return { kind: 'frame', frame }
     }
@@ -222,7 +223,9 @@ export class FrameDecoder {
     const head = this.#chunks[this.#head]
     const at = this.#headOffset
     if (head !== undefined && head.length - at >= 4) {
-      const value = ((head[at] ?? 0) * 0x1000000 + (((head[at + 1] ?? 0) << 16) | ((head[at + 2] ?? 0) << 8) | (head[at + 3] ?? 0)))
+      const value =
+        (head[at] ?? 0) * 0x1000000 +
+        (((head[at + 1] ?? 0) << 16) | ((head[at + 2] ?? 0) << 8) | (head[at + 3] ?? 0))
       this.#consumed(head, at + 4, 4)
       return value
     }
