@@ -6,7 +6,7 @@
  * download round-trip); SIGTERM to the process group (what a terminal's Ctrl-C or a supervisor's
  * group kill does) stops the gateway cleanly.
  *
- * Also: SIGTERM to the npm process alone (todo: `npm start` leaves the gateway orphaned, see
+ * Also: SIGTERM to the npm process alone (`npm start` execs node, so the gateway gets the signal; see
  * below), and a signal delivered twice still exits 0 (gateway/cli/commands/serve.ts).
  */
 import assert from 'node:assert/strict'
@@ -240,7 +240,6 @@ describe('the README start command: npm start', { timeout: 90_000 }, () => {
   })
 
   test('SIGTERM to the npm process alone stops the gateway and npm exits 0', {
-    todo: 'package.json "start" runs node under `sh -c` without `exec`: npm dies of the signal and the gateway is orphaned, still running',
   }, async () => {
     const s = await npmStart(join(tmp.path, 'data-2'))
     try {
