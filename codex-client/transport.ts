@@ -366,14 +366,15 @@ const MAX_DETECTION_JOINS = 3
 /**
  * Owns the pool; runs calls with retries.
  *
- * API prefix: a URL with a path uses that path as the prefix. A URL without one (`http://host:8080`)
- * gets its prefix detected once, lazily, before the first call: `GET <candidate>/space` for each
- * of `API_PREFIX_CANDIDATES` (`/api/codex/v1`, Codex master; `/api/storage/v1`, Logos Storage
- * builds). A candidate is absent when it answers 404 with an empty body (chronos' answer to an
- * unknown route); the first other answer (200, or any status from a handler) wins and is kept
- * for the client's life. All candidates absent → `CodexRouteNotFoundError`. (A reverse proxy that
- * answers unknown paths with a 404 page defeats detection: give such a URL its path.) A transient failure (node down, timeout) is not
- * remembered: the next call detects again. Concurrent first calls share one detection.
+ * API prefix: a URL with a path uses that path as the prefix. A URL without one
+ * (`http://host:8080`) gets its prefix detected once, lazily, before the first call:
+ * `GET <candidate>/space` for each of `API_PREFIX_CANDIDATES` (`/api/codex/v1`, Codex master;
+ * `/api/storage/v1`, Logos Storage builds). A candidate is absent when it answers 404 with an
+ * empty body (chronos' answer to an unknown route); the first other answer (200, or any status
+ * from a handler) wins and is kept for the client's life. All candidates absent →
+ * `CodexRouteNotFoundError`. A transient failure (node down, timeout) is not remembered: the next
+ * call detects again. Concurrent first calls share one detection. (A reverse proxy that answers
+ * unknown paths with a 404 page defeats detection: give such a URL its path.)
  */
 export class CodexTransport {
   readonly origin: string
@@ -413,7 +414,7 @@ export class CodexTransport {
     return this.#prefix
   }
 
-  /** Base URL of the API, e.g. `http://127.0.0.1:8080/api/codex/v1` (the default prefix before detection). */
+  /** Base URL of the API, e.g. `http://127.0.0.1:8080/api/codex/v1` (default prefix until detected). */
   get baseUrl(): string {
     return this.origin + (this.#prefix ?? DEFAULT_API_PREFIX)
   }

@@ -11,6 +11,7 @@ import { type BDict, type BValue, bytesText, isDict, keyText, keyToBytes } from 
 import { MetainfoError, type MetainfoErrorCode } from './errors.ts'
 import { toHex } from './hex.ts'
 import {
+  isSafeComponent,
   isValidUtf8,
   resolveDuplicatePaths,
   safeComponent,
@@ -66,19 +67,20 @@ export function optDict(d: BDict, key: string, field: string): BDict | undefined
   return isDict(v) ? v : wrongType(field, 'dictionary', v)
 }
 
-/** A file length: a non-negative safe integer. */
-function lengthOf(v: number | bigint | undefined, field: string): number {
-  if (v === undefined) fail('BT_ERR_METAINFO_MISSING_FIELD', field, 'missing')
-  if (typeof v !== 'number' || v < 0) fail('BT_ERR_METAINFO_BAD_LENGTH', field, `invalid length ${v}`)
-  return v
-}
-
 // ---------------------------------------------------------------------------------------------
 // Names and path lists.
 
+/**
+ * An error field name, or a function building it: v2 file-tree names are O(depth), so they are
+ * only built when an error needs them.
+ */
+type Field = string | (() => string)
+
+const fieldText = (f: Field): string => (typeof f === 'string' ? f : f())
+
 /** A list of byte strings (a BEP3 `path`); anything else in it is an error, as in libtorrent. */
-function bytesList(v: BValue[], field: string): Uint8Array[] {
-  return v.map((c, i) => (c instanceof Uint8Array ? c : wrongType(`${field}[${i}]`, 'string', c)))
+function bytesList(v: BValue[], field: Field): Uint8Array[] {
+  return v.map((c, i) => (c instanceof Uint8Array ? c : wrongType(`${fieldText(field)}[${i}]`, 'string', c)))
 }
 
 /**
@@ -86,12 +88,12 @@ function bytesList(v: BValue[], field: string): Uint8Array[] {
  * NUL is refused (a link must not point outside the torrent; libtorrent instead rewrites such
  * links to point at themselves).
  */
-function symlinkTarget(v: BValue[], field: string): string[] {
-  if (v.length === 0) fail('BT_ERR_METAINFO_BAD_PATH', field, 'empty path')
+function symlinkTarget(v: BValue[], field: Field): string[] {
+  if (v.length === 0) fail('BT_ERR_METAINFO_BAD_PATH', fieldText(field), 'empty path')
   return bytesList(v, field).map((c, i) => {
     const s = bytesText(c)
     if (s === '' || s === '.' || s === '..' || s.includes('/') || s.includes('\0'))
-      fail('BT_ERR_METAINFO_BAD_PATH', `${field}[${i}]`, `invalid symlink target component '${s}'`)
+      fail('BT_ERR_METAINFO_BAD_PATH', `${fieldText(field)}[${i}]`, `invalid symlink target component '${s}'`)
     return s
   })
 }
@@ -147,25 +149,32 @@ export interface RawFile {
  * BEP47 `attr` and `symlink path` of a file dict (v1 list entry, single-file info, or v2 '').
  * An `attr` that is not a string is ignored, as libtorrent does (`dict_find_string`).
  */
-function attrsOf(d: BDict, field: string): { attr: string; symlinkPath?: string[] } {
+function attrsOf(d: BDict, field: Field): { attr: string; symlinkPath?: string[] } {
   const attrBytes = d.get('attr')
   const attr = attrBytes instanceof Uint8Array ? bytesText(attrBytes) : ''
   if (!attr.includes('l')) return { attr }
-  const target = optList(d, 'symlink path', `${field}.symlink path`)
-  if (target === undefined)
-    fail('BT_ERR_METAINFO_MISSING_FIELD', `${field}.symlink path`, 'symlink without a target')
-  return { attr, symlinkPath: symlinkTarget(target, `${field}.symlink path`) }
+  const linkField = (): string => `${fieldText(field)}.symlink path`
+  const target = d.get('symlink path')
+  if (target === undefined) fail('BT_ERR_METAINFO_MISSING_FIELD', linkField(), 'symlink without a target')
+  if (!Array.isArray(target)) wrongType(linkField(), 'list', target)
+  return { attr, symlinkPath: symlinkTarget(target, linkField) }
 }
 
 /** BEP47: symlinks have length 0 (it may be omitted); anything else must state its length. */
-function fileLength(d: BDict, attr: string, field: string): number {
-  const raw = optInt(d, 'length', `${field}.length`)
+function fileLength(d: BDict, attr: string, field: Field): number {
+  const raw = d.get('length')
+  const lengthField = (): string => `${fieldText(field)}.length`
+  if (raw !== undefined && typeof raw !== 'number' && typeof raw !== 'bigint')
+    wrongType(lengthField(), 'integer', raw)
   if (attr.includes('l')) {
     if (raw !== undefined && raw !== 0)
-      fail('BT_ERR_METAINFO_BAD_LENGTH', `${field}.length`, 'a symlink has length 0')
+      fail('BT_ERR_METAINFO_BAD_LENGTH', lengthField(), 'a symlink has length 0')
     return 0
   }
-  return lengthOf(raw, `${field}.length`)
+  if (raw === undefined) fail('BT_ERR_METAINFO_MISSING_FIELD', lengthField(), 'missing')
+  if (typeof raw !== 'number' || raw < 0)
+    fail('BT_ERR_METAINFO_BAD_LENGTH', lengthField(), `invalid length ${raw}`)
+  return raw
 }
 
 /** BitComet's pad files (libtorrent: any path containing this is a pad file). */
@@ -231,18 +240,20 @@ export function v2Files(tree: BDict, maxFiles: number): RawFile[] {
   if (tree.has('')) fail('BT_ERR_METAINFO_BAD_FILE_TREE', 'info.file tree', 'the root must not be a file')
   const out: RawFile[] = []
   // Explicit stack, children pushed in reverse so files pop in sorted order. Depth is bounded by
-  // the decoder's nesting limit and the loop by the number of dictionaries in the input.
-  const stack: { node: BDict; path: string[]; field: string; root: boolean }[] = [
-    { node: tree, path: [], field: 'info.file tree', root: true },
-  ]
+  // the decoder's nesting limit and the loop by the number of dictionaries in the input. Each
+  // entry links to its parent, so neither its path nor its error field name (both O(depth)) is
+  // built unless needed: paths for files only, field names for errors only.
+  const stack: TreeEntry[] = [{ node: tree }]
   while (stack.length > 0) {
-    const { node, path, field, root } = stack.pop()!
+    const entry = stack.pop()!
+    const { node } = entry
     const props = node.get('')
-    if (!root && props !== undefined) {
+    if (entry.parent !== undefined && props !== undefined) {
       if (node.size !== 1)
-        fail('BT_ERR_METAINFO_BAD_FILE_TREE', field, "a file ('' key) must have no siblings")
-      if (!isDict(props)) wrongType(`${field}/''`, 'dictionary', props)
-      out.push(v2File(props, path.length > 0 ? path : ['_'], `${field}/''`))
+        fail('BT_ERR_METAINFO_BAD_FILE_TREE', fieldOf(entry), "a file ('' key) must have no siblings")
+      if (!isDict(props)) wrongType(`${fieldOf(entry)}/''`, 'dictionary', props)
+      const path = pathOf(entry)
+      out.push(v2File(props, path.length > 0 ? path : ['_'], () => `${fieldOf(entry)}/''`))
       if (out.length > maxFiles)
         fail('BT_ERR_METAINFO_TOO_MANY_FILES', 'info.file tree', `more than ${maxFiles} files`)
       continue
@@ -251,30 +262,57 @@ export function v2Files(tree: BDict, maxFiles: number): RawFile[] {
     for (let i = keys.length - 1; i >= 0; i--) {
       const key = keys[i]!
       const child = node.get(key)!
-      const childField = `${field}/${keyText(key).slice(0, 64)}`
-      if (!isDict(child)) wrongType(childField, 'dictionary', child)
       const name = sanitizeElement(keyToBytes(key))
-      const childPath = name === undefined ? path : [...path, safeComponent(name, childField)]
-      stack.push({ node: child, path: childPath, field: childField, root: false })
+      const childEntry: TreeEntry = { node: child as BDict, parent: entry, key, ...(name ? { name } : {}) }
+      if (!isDict(child)) wrongType(fieldOf(childEntry), 'dictionary', child)
+      if (name !== undefined && !isSafeComponent(name)) safeComponent(name, fieldOf(childEntry))
+      stack.push(childEntry)
     }
   }
   if (out.length === 0) fail('BT_ERR_METAINFO_EMPTY', 'info.file tree', 'no files')
   return out
 }
 
-function v2File(props: BDict, path: string[], field: string): RawFile {
+/** A `file tree` node being walked: its dictionary, parent, raw key and sanitized name. */
+interface TreeEntry {
+  readonly node: BDict
+  readonly parent?: TreeEntry
+  /** The raw key (binary string) under the parent. */
+  readonly key?: string
+  /** The sanitized component; absent when the key sanitizes to nothing (`.`, `..`). */
+  readonly name?: string
+}
+
+/** The sanitized path of a tree entry (dropped keys skipped). */
+function pathOf(entry: TreeEntry): string[] {
+  const out: string[] = []
+  for (let e: TreeEntry | undefined = entry; e?.parent !== undefined; e = e.parent)
+    if (e.name !== undefined) out.push(e.name)
+  return out.reverse()
+}
+
+/** The error field name of a tree entry: `info.file tree/<key>/...`, keys cut to 64 characters. */
+function fieldOf(entry: TreeEntry): string {
+  const keys: string[] = []
+  for (let e: TreeEntry | undefined = entry; e?.key !== undefined; e = e.parent)
+    keys.push(keyText(e.key).slice(0, 64))
+  return ['info.file tree', ...keys.reverse()].join('/')
+}
+
+function v2File(props: BDict, path: string[], field: () => string): RawFile {
   const a = attrsOf(props, field)
   if (a.attr.includes('p'))
-    fail('BT_ERR_METAINFO_BAD_FILE_TREE', field, 'pad files do not belong in a file tree')
+    fail('BT_ERR_METAINFO_BAD_FILE_TREE', field(), 'pad files do not belong in a file tree')
   const length = fileLength(props, a.attr, field)
   if (length === 0) return { path, length, ...a, padding: false } // BEP52: empty files have no root
-  const root = optBytes(props, 'pieces root', `${field}.pieces root`)
+  const root = props.get('pieces root')
   if (root === undefined)
-    fail('BT_ERR_METAINFO_BAD_PIECES_ROOT', `${field}.pieces root`, 'missing for a non-empty file')
+    fail('BT_ERR_METAINFO_BAD_PIECES_ROOT', `${field()}.pieces root`, 'missing for a non-empty file')
+  if (!(root instanceof Uint8Array)) wrongType(`${field()}.pieces root`, 'string', root)
   if (root.byteLength !== HASH_SIZE) {
     fail(
       'BT_ERR_METAINFO_BAD_PIECES_ROOT',
-      `${field}.pieces root`,
+      `${field()}.pieces root`,
       `must be 32 bytes, got ${root.byteLength}`,
     )
   }

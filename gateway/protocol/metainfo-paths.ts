@@ -78,6 +78,19 @@ export function isValidUtf8(b: Uint8Array): boolean {
 }
 
 /**
+ * Fast path: printable ASCII other than `/` and `\`, shorter than the cut, and not `..` — what
+ * the sanitizer would return unchanged (the common case).
+ */
+function plainAscii(el: Uint8Array): boolean {
+  if (el.length >= MAX_ELEMENT_BYTES || (el.length === 2 && el[0] === DOT && el[1] === DOT)) return false
+  for (let i = 0; i < el.length; i++) {
+    const c = el[i]!
+    if (c < 0x20 || c > 0x7e || c === 0x2f || c === 0x5c) return false
+  }
+  return true
+}
+
+/**
  * One path element sanitized like libtorrent's `sanitize_append_path_element` (POSIX build):
  * `.` and elements that end up as nothing but one or two dots (or nothing) are dropped
  * (`undefined`); an empty element becomes `_`; `/`, `\`, NUL and direction overrides are removed;
@@ -87,6 +100,7 @@ export function isValidUtf8(b: Uint8Array): boolean {
 export function sanitizeElement(el: Uint8Array): string | undefined {
   if (el.length === 1 && el[0] === DOT) return undefined
   if (el.length === 0) return '_'
+  if (plainAscii(el)) return Buffer.from(el.buffer, el.byteOffset, el.byteLength).toString('latin1')
   const out: number[] = []
   let added = 0
   let dots = 0
@@ -127,9 +141,14 @@ export function sanitizeElement(el: Uint8Array): string | undefined {
   return UTF8.decode(Uint8Array.from(out))
 }
 
+/** True for a component that cannot escape a directory: not empty, `.`, `..`; no `/`, `\`, NUL. */
+export function isSafeComponent(c: string): boolean {
+  return c !== '' && c !== '.' && c !== '..' && !/[/\\\0]/.test(c)
+}
+
 /** Fails unless `c` is a component that cannot escape a directory (defence in depth). */
 export function safeComponent(c: string, field: string): string {
-  if (c === '' || c === '.' || c === '..' || /[/\\\0]/.test(c)) {
+  if (!isSafeComponent(c)) {
     throw new MetainfoError('BT_ERR_METAINFO_BAD_PATH', field, `unsafe path component '${c.slice(0, 64)}'`)
   }
   return c
@@ -154,7 +173,7 @@ export function sanitizePath(elements: readonly Uint8Array[], field: string): st
 
 /** libtorrent compares paths case-insensitively, ASCII letters only (`to_lower`). */
 function foldCase(s: string): string {
-  return s.replace(/[A-Z]+/g, (m) => m.toLowerCase())
+  return /[A-Z]/.test(s) ? s.replace(/[A-Z]+/g, (m) => m.toLowerCase()) : s
 }
 
 /** The parts of an entry {@link resolveDuplicatePaths} looks at. */
@@ -172,42 +191,53 @@ export interface PathEntry {
  * Padding entries are never stored, so they are neither renamed nor in the way (libtorrent also
  * lets pad files of one size share a path).
  *
- * Returns one path per entry (the same array object when unchanged). O(entries + path
- * components + renames): the counter of each base name only moves forward, which gives the same
- * result as restarting at 1 since taken names are never released.
+ * Returns one path per entry (the same array object when unchanged). Linear in the total length
+ * of all path components: a path is keyed as (id of its parent directory, last component), never
+ * as a joined string, so deep paths cost no more than their length; the counter of each base name
+ * only moves forward, which gives the same result as restarting at 1 since taken names are never
+ * released.
  */
 export function resolveDuplicatePaths(entries: readonly PathEntry[]): (readonly string[])[] {
-  const taken = new Set<string>()
+  // Directory ids: `${parent id}/${folded component}` → id; the torrent root is 0.
+  const dirs = new Map<string, number>()
+  const parents: number[] = []
   for (const e of entries) {
-    let dir = ''
+    let id = 0
     for (let k = 0; k < e.path.length - 1; k++) {
-      dir = k === 0 ? foldCase(e.path[0]!) : `${dir}/${foldCase(e.path[k]!)}`
-      taken.add(dir)
+      const key = `${id}/${foldCase(e.path[k]!)}`
+      let next = dirs.get(key)
+      if (next === undefined) {
+        next = dirs.size + 1
+        dirs.set(key, next)
+      }
+      id = next
     }
+    parents.push(id)
   }
+  // Taken names share the directories' key space, so a file named like a directory clashes.
+  const taken = new Set<string>(dirs.keys())
   const next = new Map<string, number>()
-  return entries.map((e) => {
+  return entries.map((e, i) => {
     if (e.padding) return e.path
-    const key = foldCase(e.path.join('/'))
+    const parent = parents[i]!
+    const last = e.path[e.path.length - 1]!
+    const key = `${parent}/${foldCase(last)}`
     if (!taken.has(key)) {
       taken.add(key)
       return e.path
     }
-    const last = e.path[e.path.length - 1]!
     const dot = last.lastIndexOf('.')
     const base = dot < 0 ? last : last.slice(0, dot)
     const ext = dot < 0 ? '' : last.slice(dot)
-    const dir = e.path.slice(0, -1)
-    const prefix = dir.length > 0 ? `${foldCase(dir.join('/'))}/` : ''
-    const counterKey = `${prefix}${foldCase(base)}\0${foldCase(ext)}`
+    const counterKey = `${parent}/${foldCase(base)}\0${foldCase(ext)}`
     // Terminates: each failed try meets a distinct taken name, and there are finitely many.
     for (let n = (next.get(counterKey) ?? 0) + 1; ; n++) {
       const name = `${base}.${n}${ext}`
-      const candidate = `${prefix}${foldCase(name)}`
+      const candidate = `${parent}/${foldCase(name)}`
       if (taken.has(candidate)) continue
       taken.add(candidate)
       next.set(counterKey, n)
-      return [...dir, name]
+      return [...e.path.slice(0, -1), name]
     }
   })
 }

@@ -129,7 +129,7 @@ describe('torrent record', () => {
     assert.equal(await uploadRecord(codex.client, fetched.record), recordCid)
   })
 
-  test('records and file manifests are read through the network routes (another node may own them)', async () => {
+  test('records and file manifests are read through the network routes', async () => {
     const count = (method: string, route: string): number => codex.node.faults.requestCount({ method, route })
     const local = count('GET', '/data/:cid')
     const streams = count('GET', '/data/:cid/network/stream')

@@ -237,7 +237,7 @@ describe('CodexFileReader on the local Codex node (no Range support)', () => {
     }
   })
 
-  test('a dataset not in the local node (404 on the local route) streams through …/network/stream', async () => {
+  test('a dataset not in the local node (local 404) streams through …/network/stream', async () => {
     const s = await setup(64 * MIB, { attempts: 1, readAheadSegments: 0 })
     try {
       await s.client.downloadRange(cid, 0, 1).then((r) => r.body.destroy()) // learn: no ranges

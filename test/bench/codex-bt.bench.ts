@@ -27,6 +27,8 @@ const { values } = parseArgs({
     files: { type: 'string', default: '1' },
     'timeout-s': { type: 'string', default: '900' },
     keep: { type: 'boolean', default: false },
+    /** Write V8 CPU profiles of the gateway processes (written when each one stops) here. */
+    'profile-dir': { type: 'string' },
   },
 })
 const MIB = 1024 * 1024
@@ -36,6 +38,12 @@ const FILES = Number(values.files)
 const TIMEOUT_MS = Number(values['timeout-s']) * 1000
 if (!(SIZE > 0) || !(PIECE >= 16384) || (PIECE & (PIECE - 1)) !== 0 || !(FILES >= 1 && FILES <= 64)) {
   throw new Error('--size-mib must be > 0, --piece-kib a power of two >= 16, --files 1..64')
+}
+
+const PROFILE_DIR = values['profile-dir']
+const GATEWAY_ENV: Record<string, string> = {
+  CODEX_BT_LOG_LEVEL: 'info',
+  ...(PROFILE_DIR ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${PROFILE_DIR}` } : {}),
 }
 
 interface Row {
@@ -138,8 +146,8 @@ try {
 
   // 1. ingest
   const dataDir = join(tmp.path, 'gw')
-  let gw = await startGatewayProcess({ dataDir, codexUrl: codex.url, env: { CODEX_BT_LOG_LEVEL: 'info' } })
-  stops.push(() => gw.kill())
+  let gw = await startGatewayProcess({ dataDir, codexUrl: codex.url, env: GATEWAY_ENV })
+  stops.push(() => gw.stop())
   let id = ''
   let verifiedAt: number | undefined
   const ingestStart = performance.now()
@@ -173,8 +181,8 @@ try {
 
   // 2. serve cold (restart: the segment cache is wiped at open)
   await gw.stop()
-  gw = await startGatewayProcess({ dataDir, codexUrl: codex.url, env: { CODEX_BT_LOG_LEVEL: 'info' } })
-  stops.push(() => gw.kill())
+  gw = await startGatewayProcess({ dataDir, codexUrl: codex.url, env: GATEWAY_ENV })
+  stops.push(() => gw.stop())
   await waitUntil(
     async () => {
       const d = await api<{ state: string }>(gw.apiUrl, 'GET', `/torrents/${id}`)

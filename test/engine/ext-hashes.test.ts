@@ -143,76 +143,83 @@ describe('BEP52 hash exchange', { timeout: 85_000 }, () => {
     }
   })
 
-  test('serving: base layer 0 from the stored data, single-piece files, piece layers; bounded', async () => {
-    const made = await makeLtTorrent(
-      lt,
-      join(tmp.path, 'serve'),
-      {
-        name: 'serve',
-        seed: 'ext-serve',
-        files: [
-          { path: ['big.bin'], size: MIB + 12_345 },
-          { path: ['small.txt'], size: 40_000 },
-        ],
-      },
-      'v2',
-      64 * 1024,
-    )
-    let session: Session | undefined
-    let peer: ExtPeer | undefined
-    try {
-      session = await startSession('ext-hashes-serve')
-      const t = await session.addTorrent({
-        metainfo: made.metainfo,
-        store: new FsPieceStore({ directory: made.payload.root }),
-      })
-      await complete(t, 20_000)
-      peer = await ExtPeer.dial({
-        port: session.port,
-        infoHash: made.metainfo.info.infoHashV2!.subarray(0, 20),
-        reserved: { v2: true },
-      })
-      const files = made.metainfo.info.files.filter((f) => !f.padding)
-      const big = files.find((f) => f.path.at(-1) === 'big.bin')!
-      const small = files.find((f) => f.path.at(-1) === 'small.txt')!
-      const width = (f: FileEntry): number => nextPowerOfTwo(leafCount(f.length))
-      const height = (f: FileEntry): number => Math.log2(width(f))
-      const check = async (f: FileEntry, baseLayer: number, index: number, length: number): Promise<void> => {
-        const proofLayers = height(f) - baseLayer - 1
-        const req = { piecesRoot: f.piecesRoot!, baseLayer, index, length, proofLayers }
-        const a = await ask(peer!, req)
-        assert.equal(a.type, 'hashes', `answered: base ${baseLayer} index ${index} length ${length}`)
-        assert.equal(
-          verifyHashes(f.piecesRoot!, baseLayer, index, length, proofLayers, a.hashes, width(f)),
-          'ok',
-          `the proof verifies: base ${baseLayer} index ${index} length ${length}`,
-        )
+  for (const version of ['v2', 'hybrid'] as const) {
+    test(`serving (${version}): base layer 0 from the stored data, single-piece files, piece layers; bounded`, async () => {
+      const made = await makeLtTorrent(
+        lt,
+        join(tmp.path, `serve-${version}`),
+        {
+          name: 'serve',
+          seed: 'ext-serve',
+          files: [
+            { path: ['big.bin'], size: MIB + 12_345 },
+            { path: ['small.txt'], size: 40_000 },
+          ],
+        },
+        version,
+        64 * 1024,
+      )
+      let session: Session | undefined
+      let peer: ExtPeer | undefined
+      try {
+        session = await startSession(`ext-hashes-serve-${version}`)
+        const t = await session.addTorrent({
+          metainfo: made.metainfo,
+          store: new FsPieceStore({ directory: made.payload.root }),
+        })
+        await complete(t, 20_000)
+        peer = await ExtPeer.dial({
+          port: session.port,
+          infoHash: made.metainfo.info.infoHashV2!.subarray(0, 20),
+          reserved: { v2: true },
+        })
+        const files = made.metainfo.info.files.filter((f) => !f.padding)
+        const big = files.find((f) => f.path.at(-1) === 'big.bin')!
+        const small = files.find((f) => f.path.at(-1) === 'small.txt')!
+        const width = (f: FileEntry): number => nextPowerOfTwo(leafCount(f.length))
+        const height = (f: FileEntry): number => Math.log2(width(f))
+        const check = async (
+          f: FileEntry,
+          baseLayer: number,
+          index: number,
+          length: number,
+        ): Promise<void> => {
+          const proofLayers = height(f) - baseLayer - 1
+          const req = { piecesRoot: f.piecesRoot!, baseLayer, index, length, proofLayers }
+          const a = await ask(peer!, req)
+          assert.equal(a.type, 'hashes', `answered: base ${baseLayer} index ${index} length ${length}`)
+          assert.equal(
+            verifyHashes(f.piecesRoot!, baseLayer, index, length, proofLayers, a.hashes, width(f)),
+            'ok',
+            `the proof verifies: base ${baseLayer} index ${index} length ${length}`,
+          )
+        }
+        // 64 KiB pieces = 4 leaves. Piece 5's leaves; half of piece 5; the last (partial) piece.
+        await check(big, 0, 20, 4)
+        await check(big, 0, 22, 2)
+        await check(big, 0, 64, 4)
+        // Base layer 1 (pairs of leaves) inside a piece.
+        await check(big, 1, 4, 2)
+        // The piece layer (layer 2): its whole padded width in one request.
+        await check(big, 2, 0, 32)
+        // A file not larger than one piece has no piece layer: 3 leaves, padded to 4.
+        await check(small, 0, 0, 4)
+        // Eight pieces' worth of leaves in one request: more than we hash per request.
+        const tooMany = await ask(peer, {
+          piecesRoot: big.piecesRoot!,
+          baseLayer: 0,
+          index: 0,
+          length: 32,
+          proofLayers: height(big) - 1,
+        })
+        assert.equal(tooMany.type, 'reject')
+        assert.ok(!peer.closed, 'answers and rejects keep the connection')
+      } finally {
+        peer?.close()
+        await session?.stop()
       }
-      // 64 KiB pieces = 4 leaves. Piece 5's leaves; half of piece 5; the last (partial) piece.
-      await check(big, 0, 20, 4)
-      await check(big, 0, 22, 2)
-      await check(big, 0, 64, 4)
-      // Base layer 1 (pairs of leaves) inside a piece.
-      await check(big, 1, 4, 2)
-      // The piece layer (layer 2): its whole padded width in one request.
-      await check(big, 2, 0, 32)
-      // A file not larger than one piece has no piece layer: 3 leaves, padded to 4.
-      await check(small, 0, 0, 4)
-      // Eight pieces' worth of leaves in one request: more than we hash per request.
-      const tooMany = await ask(peer, {
-        piecesRoot: big.piecesRoot!,
-        baseLayer: 0,
-        index: 0,
-        length: 32,
-        proofLayers: height(big) - 1,
-      })
-      assert.equal(tooMany.type, 'reject')
-      assert.ok(!peer.closed, 'answers and rejects keep the connection')
-    } finally {
-      peer?.close()
-      await session?.stop()
-    }
-  })
+    })
+  }
 
   test('hybrid, libtorrent knows only the btih: hash requests on the v1-hash connection are answered', async () => {
     const made = await makeLtTorrent(

@@ -12,7 +12,7 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import type { Torrent } from '../../gateway/engine/torrent/torrent.ts'
-import { encodeExtendedHandshake, EXTENDED_HANDSHAKE_ID } from '../../gateway/protocol/wire/extensions.ts'
+import { EXTENDED_HANDSHAKE_ID, encodeExtendedHandshake } from '../../gateway/protocol/wire/extensions.ts'
 import type { WireMessage } from '../../gateway/protocol/wire/messages.ts'
 import { makeTestTorrent, settle, startTestTorrent, WirePeer } from '../helpers/fake-peer.ts'
 
@@ -42,7 +42,10 @@ class PeerQueue {
   }
 }
 
-async function seeder(torrent: Torrent, init: ConstructorParameters<typeof WirePeer>[0] = {}): Promise<WirePeer> {
+async function seeder(
+  torrent: Torrent,
+  init: ConstructorParameters<typeof WirePeer>[0] = {},
+): Promise<WirePeer> {
   const p = new WirePeer(init)
   assert.ok(p.attach(torrent))
   p.deliver({ type: 'have-all' }, { type: 'unchoke' })
@@ -220,7 +223,12 @@ describe('torrent downloads (scripted peers, manual clock)', () => {
       const p = new WirePeer()
       assert.ok(p.attach(t))
       // Magnet start: the peer announces pieces 3 and 5 before we know the piece count.
-      p.deliver({ type: 'have-none' }, { type: 'have', index: 3 }, { type: 'have', index: 5 }, { type: 'unchoke' })
+      p.deliver(
+        { type: 'have-none' },
+        { type: 'have', index: 3 },
+        { type: 'have', index: 5 },
+        { type: 'unchoke' },
+      )
       await t.onMetadata(metainfo.info)
       await settle()
       const peer = t.peers.get(`${p.info.host}:${p.info.port}`)!
@@ -228,7 +236,10 @@ describe('torrent downloads (scripted peers, manual clock)', () => {
       assert.equal(t.picker!.availability(3), 1)
       assert.equal(p.take('interested').length, 1, 'interested after the metadata')
       const reqs = p.take('request')
-      assert.ok(reqs.length > 0 && reqs.every((r) => r.index === 3 || r.index === 5), 'requests only what it has')
+      assert.ok(
+        reqs.length > 0 && reqs.every((r) => r.index === 3 || r.index === 5),
+        'requests only what it has',
+      )
       p.answer(reqs, data, pieceLength)
       await settle()
       // A flood of the same `have`: availability counted once, one `interested` at most.
@@ -247,6 +258,51 @@ describe('torrent downloads (scripted peers, manual clock)', () => {
       await settle()
       assert.match(bad.closedReason ?? '', /have index 999 out of range/)
       await h2.torrent.stop()
+    } finally {
+      await t.stop()
+    }
+  })
+
+  test('BEP6: a cancelled request still queued is answered with `reject`, the others with `piece`', async () => {
+    const pieceLength = 64 * KIB
+    const { metainfo, data } = await makeTestTorrent(pieceLength, 'v1', pieceLength)
+    const h = await startTestTorrent({ metainfo })
+    const t = h.torrent
+    try {
+      const seed = await seeder(t)
+      seed.answer(seed.take('request'), data, pieceLength)
+      await settle()
+      seed.answer(seed.take('request'), data, pieceLength)
+      await t.whenComplete({ signal: AbortSignal.timeout(5000) })
+      const leecher = new WirePeer()
+      assert.ok(leecher.attach(t))
+      assert.equal(leecher.take('have-all').length, 1)
+      leecher.deliver({ type: 'have-none' }, { type: 'interested' })
+      assert.equal(leecher.take('unchoke').length, 1, 'a free slot: unchoked at once')
+      const req = (begin: number): WireMessage => ({ type: 'request', index: 0, begin, length: 16 * KIB })
+      // Three requests, then a cancel of the last one before it is served (same burst).
+      leecher.deliver(req(0), req(16 * KIB), req(32 * KIB), {
+        type: 'cancel',
+        index: 0,
+        begin: 32 * KIB,
+        length: 16 * KIB,
+      })
+      await settle()
+      const pieces = leecher.take('piece').map((m) => m.begin)
+      const rejects = leecher.take('reject').map((m) => m.begin)
+      assert.deepEqual(pieces, [0, 16 * KIB], 'the others are served')
+      assert.deepEqual(rejects, [32 * KIB], 'the cancelled one is rejected (BEP6)')
+      // Without Fast a cancel is silent (BEP3 has no reject).
+      const slow = new WirePeer({ fast: false })
+      assert.ok(slow.attach(t))
+      slow.deliver({ type: 'interested' })
+      slow.deliver(req(0), req(16 * KIB), { type: 'cancel', index: 0, begin: 16 * KIB, length: 16 * KIB })
+      await settle()
+      assert.deepEqual(
+        slow.take('piece').map((m) => m.begin),
+        [0],
+      )
+      assert.equal(slow.take('reject').length, 0)
     } finally {
       await t.stop()
     }
@@ -273,7 +329,10 @@ describe('torrent downloads (scripted peers, manual clock)', () => {
       assert.ok(t.isBanned('127.0.0.1', 51_000), 'the connection address is banned')
       assert.ok(t.isBanned('10.0.0.9', 1, liar.info.peerId), 'the peer id is banned')
       assert.ok(!t.isBanned('127.0.0.1', 6000), 'the address named by `p` is not')
-      assert.ok(t.knownPeers().some((a) => a.port === 6000), 'and stays known')
+      assert.ok(
+        t.knownPeers().some((a) => a.port === 6000),
+        'and stays known',
+      )
       // An outgoing peer is banned by the address we dialled (it leaves the known list).
       const out = new WirePeer({ host: '127.0.0.3', port: 7000 })
       t.addPeers([{ host: '127.0.0.3', port: 7000 }])

@@ -89,7 +89,10 @@ describe('torrent peers and metadata (scripted peers, manual clock)', () => {
       t.addPeers(Array.from({ length: 30 }, (_, i) => addr(100 + i)))
       const known = t.knownPeers()
       assert.ok(known.length <= 20)
-      assert.ok(known.some((a) => a.port === 1129), 'the last new address was learned')
+      assert.ok(
+        known.some((a) => a.port === 1129),
+        'the last new address was learned',
+      )
     } finally {
       await t.stop()
     }
@@ -142,7 +145,8 @@ describe('torrent peers and metadata (scripted peers, manual clock)', () => {
       await t.whenComplete({ signal: AbortSignal.timeout(5000) })
       const m = t.metainfo!
       assert.equal(m.pieceLayers.size, 1)
-      for (const [root, layer] of metainfo.pieceLayers) assert.equal(toHex(m.pieceLayers.get(root)!), toHex(layer))
+      for (const [root, layer] of metainfo.pieceLayers)
+        assert.equal(toHex(m.pieceLayers.get(root)!), toHex(layer))
       const reparsed = parseTorrent(torrentFromMetainfo(m))
       assert.equal(toHex(reparsed.info.infoHashV2!), toHex(metainfo.info.infoHashV2!))
       assert.equal(reparsed.pieceLayers.size, 1)

@@ -133,6 +133,7 @@ export class ExtPeer {
    */
   static async dial(init: ExtPeerInit): Promise<ExtPeer> {
     const socket = connect({ host: '127.0.0.1', port: init.port })
+    socket.setNoDelay(true) // no Nagle delay between our small messages
     await new Promise<void>((resolve, reject) => {
       socket.once('connect', () => resolve())
       socket.once('error', reject)

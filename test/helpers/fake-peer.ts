@@ -9,8 +9,6 @@
  * - `oversized`: waits for the engine's first request, then sends a `piece` frame whose length
  *   prefix is far past any limit (64 MiB) followed by some bytes.
  * - `corrupt`: answers every request with a block of the right length but wrong bytes.
- * - `poison`: answers requests for the first block of a piece with wrong bytes and rejects every
- *   other request (BEP6), so each piece it touches is shared with honest peers (smart-ban bait).
  * - `probe`: only handshakes and waits (to see whether a banned peer is refused).
  *
  * A phase ends when the engine closes the connection (`closedByRemote`) or after
@@ -20,16 +18,16 @@
 import { randomBytes } from 'node:crypto'
 import { connect, type Socket } from 'node:net'
 import { MemoryPieceStore } from '../../adapters/memory-store.ts'
-import { type BEncodable, encodeBencode } from '../../gateway/protocol/bencode.ts'
 import type { PieceStore } from '../../gateway/engine/storage.ts'
 import type { PeerInfo, PeerWire } from '../../gateway/engine/torrent/peer.ts'
 import { type PeerHandlers, Torrent, type TorrentHost } from '../../gateway/engine/torrent/torrent.ts'
+import { type BEncodable, encodeBencode } from '../../gateway/protocol/bencode.ts'
 import { createTorrent } from '../../gateway/protocol/create-torrent.ts'
 import type { Metainfo } from '../../gateway/protocol/types.ts'
 import type { WireMessage } from '../../gateway/protocol/wire/messages.ts'
 import { testLogger } from './interop.ts'
 
-export type FakePhase = 'flood' | 'oversized' | 'corrupt' | 'poison' | 'probe'
+export type FakePhase = 'flood' | 'oversized' | 'corrupt' | 'probe'
 
 export interface FakePeerInit {
   /** Where the engine listens (127.0.0.1). */
@@ -154,9 +152,7 @@ export function runPhase(init: FakePeerInit, phase: FakePhase, peerId: Uint8Arra
         h.writeUInt32BE(index, 5)
         h.writeUInt32BE(begin, 9)
         send(h)
-      } else if (phase === 'poison' && begin !== 0) {
-        send(message(ID.reject, payload)) // BEP6 reject request: same payload as the request
-      } else if ((phase === 'corrupt' || phase === 'poison') && blocks < maxCorrupt && length <= 16 * 1024) {
+      } else if (phase === 'corrupt' && blocks < maxCorrupt && length <= 16 * 1024) {
         const p = Buffer.alloc(8 + length)
         p.writeUInt32BE(index, 0)
         p.writeUInt32BE(begin, 4)
@@ -168,7 +164,12 @@ export function runPhase(init: FakePeerInit, phase: FakePhase, peerId: Uint8Arra
     const onStart = (): void => {
       if (init.claimListenPort !== undefined) {
         // BEP10 extended handshake (message 20, extended id 0): no extensions, `p` = the claim.
-        const dict = encodeBencode(new Map<string, BEncodable>([['m', new Map()], ['p', init.claimListenPort]]))
+        const dict = encodeBencode(
+          new Map<string, BEncodable>([
+            ['m', new Map()],
+            ['p', init.claimListenPort],
+          ]),
+        )
         send(message(20, Buffer.concat([Buffer.from([0]), Buffer.from(dict)])))
       }
       send(message(ID.haveAll))

@@ -83,6 +83,104 @@ const FAST_ONLY: ReadonlySet<WireMessage['type']> = new Set([
   'allowed-fast',
 ])
 
+/** Batch buffer size: about 900 requests. */
+const BATCH_BYTES = 16 * 1024
+
+const u32 = (n: number): boolean => Number.isInteger(n) && n >= 0 && n <= 0xffffffff
+
+/**
+ * Encoded length of `msg` if it is a small fixed-size message `encodeSmallMessage` writes (for a
+ * `piece`, the 13-byte header only), else 0. Throws `RangeError` for invalid fields, like
+ * `encodeMessage`.
+ */
+function smallMessageLength(msg: WireMessage): number {
+  switch (msg.type) {
+    case 'request':
+    case 'cancel':
+    case 'reject':
+      if (!u32(msg.index) || !u32(msg.begin) || !u32(msg.length))
+        throw new RangeError('invalid block reference')
+      return 17
+    case 'piece':
+      if (!u32(msg.index) || !u32(msg.begin)) throw new RangeError('invalid piece message')
+      if (msg.block.length === 0) return 0
+      return 13
+    case 'have':
+    case 'suggest':
+    case 'allowed-fast':
+      if (!u32(msg.index)) throw new RangeError(`invalid piece index ${msg.index}`)
+      return 9
+    case 'keep-alive':
+      return 4
+    case 'choke':
+    case 'unchoke':
+    case 'interested':
+    case 'not-interested':
+    case 'have-all':
+    case 'have-none':
+      return 5
+    default:
+      return 0
+  }
+}
+
+const SIMPLE_ID: Partial<Record<WireMessage['type'], number>> = {
+  choke: MESSAGE_ID.choke,
+  unchoke: MESSAGE_ID.unchoke,
+  interested: MESSAGE_ID.interested,
+  'not-interested': MESSAGE_ID.notInterested,
+  'have-all': MESSAGE_ID.haveAll,
+  'have-none': MESSAGE_ID.haveNone,
+  have: MESSAGE_ID.have,
+  suggest: MESSAGE_ID.suggest,
+  'allowed-fast': MESSAGE_ID.allowedFast,
+  request: MESSAGE_ID.request,
+  cancel: MESSAGE_ID.cancel,
+  reject: MESSAGE_ID.reject,
+  piece: MESSAGE_ID.piece,
+}
+
+function writeU32(out: Uint8Array, at: number, value: number): void {
+  out[at] = value >>> 24
+  out[at + 1] = (value >>> 16) & 0xff
+  out[at + 2] = (value >>> 8) & 0xff
+  out[at + 3] = value & 0xff
+}
+
+/** Writes the small message `msg` (see `smallMessageLength`) at `at`; same bytes as `encodeMessage`. */
+function encodeSmallMessage(msg: WireMessage, out: Uint8Array, at: number): void {
+  switch (msg.type) {
+    case 'keep-alive':
+      writeU32(out, at, 0)
+      return
+    case 'request':
+    case 'cancel':
+    case 'reject':
+      writeU32(out, at, 13)
+      out[at + 4] = SIMPLE_ID[msg.type] ?? 0
+      writeU32(out, at + 5, msg.index)
+      writeU32(out, at + 9, msg.begin)
+      writeU32(out, at + 13, msg.length)
+      return
+    case 'piece':
+      writeU32(out, at, 9 + msg.block.length)
+      out[at + 4] = MESSAGE_ID.piece
+      writeU32(out, at + 5, msg.index)
+      writeU32(out, at + 9, msg.begin)
+      return
+    case 'have':
+    case 'suggest':
+    case 'allowed-fast':
+      writeU32(out, at, 5)
+      out[at + 4] = SIMPLE_ID[msg.type] ?? 0
+      writeU32(out, at + 5, msg.index)
+      return
+    default:
+      writeU32(out, at, 1)
+      out[at + 4] = SIMPLE_ID[msg.type] ?? 0
+  }
+}
+
 /** Big-endian uint32 at `at` (caller checked the bounds). */
 function readU32(bytes: Uint8Array, at: number): number {
   return (
@@ -118,6 +216,11 @@ export class PeerConnection {
   #lastSentAt: number
   /** Start of the current period without write progress (reset by every flushed write). */
   #stallSince: number
+  /** Batch of small encoded messages: bytes [#batchStart, #batchEnd) are not written yet. */
+  #batch: Buffer | undefined
+  #batchStart = 0
+  #batchEnd = 0
+  #flushScheduled = false
   #bytesReceived = 0
   #bytesSent = 0
   #messagesReceived = 0
@@ -189,12 +292,12 @@ export class PeerConnection {
 
   /** True while `send` would return false. */
   get needsDrain(): boolean {
-    return this.closed || this.#socket.writableLength >= this.#highWater
+    return this.closed || this.queuedBytes >= this.#highWater
   }
 
-  /** Bytes queued in the socket and not yet handed to the kernel. */
+  /** Bytes queued (batched or in the socket) and not yet handed to the kernel. */
   get queuedBytes(): number {
-    return this.#socket.writableLength
+    return this.#socket.writableLength + this.#batchEnd - this.#batchStart
   }
 
   get bytesReceived(): number {
@@ -219,12 +322,18 @@ export class PeerConnection {
    * Queues `msg`. Returns false when the caller should wait for `onDrain()` (the message is still
    * queued), or when the connection is closed. Throws only for an invalid message built by the
    * caller (`RangeError` from the encoder).
+   *
+   * Small fixed-size messages (request, cancel, reject, have, the header of a piece, ...) are
+   * encoded straight into a per-connection batch buffer that is written once per tick (or before
+   * any other write), so a burst of requests costs one socket write, not one per 17 bytes.
    */
   send(msg: WireMessage): boolean {
     if (this.closed) return false
-    const chunks = encodeMessage(msg)
-    const size = chunksLength(chunks)
-    const queued = this.#socket.writableLength
+    const small = smallMessageLength(msg)
+    const chunks = small > 0 ? undefined : encodeMessage(msg)
+    const size =
+      chunks === undefined ? small + (msg.type === 'piece' ? msg.block.length : 0) : chunksLength(chunks)
+    const queued = this.queuedBytes
     if (queued > 0 && queued + size > this.#maxQueue) {
       this.close(
         new PeerConnectionError(
@@ -235,17 +344,62 @@ export class PeerConnection {
       return false
     }
     if (queued === 0) this.#stallSince = this.#now()
-    const last = chunks.length - 1
     const socket = this.#socket
-    if (chunks.length > 1) socket.cork()
-    chunks.forEach((chunk, i) => {
-      if (i === last) socket.write(chunk, this.#handleDrain)
-      else socket.write(chunk)
-    })
-    if (chunks.length > 1) socket.uncork()
+    if (chunks === undefined) {
+      encodeSmallMessage(msg, this.#reserve(small), this.#batchEnd)
+      this.#batchEnd += small
+      if (msg.type === 'piece') {
+        // header batched, then the block as its own chunk (never copied)
+        socket.cork()
+        this.#flushBatch()
+        socket.write(msg.block, this.#handleDrain)
+        socket.uncork()
+      } else if (!this.#flushScheduled) {
+        this.#flushScheduled = true
+        process.nextTick(this.#onTick)
+      }
+    } else {
+      const last = chunks.length - 1
+      socket.cork()
+      this.#flushBatch()
+      for (let i = 0; i <= last; i++) {
+        const chunk = chunks[i] as Uint8Array
+        if (i === last) socket.write(chunk, this.#handleDrain)
+        else socket.write(chunk)
+      }
+      socket.uncork()
+    }
     this.#bytesSent += size
     this.#lastSentAt = this.#now()
     return !this.needsDrain
+  }
+
+  /** A batch buffer with room for `n` more bytes at `#batchEnd`. */
+  #reserve(n: number): Buffer {
+    const batch = this.#batch
+    if (batch !== undefined && this.#batchEnd + n <= batch.length) return batch
+    this.#flushBatch()
+    const fresh = Buffer.allocUnsafeSlow(BATCH_BYTES)
+    this.#batch = fresh
+    this.#batchStart = 0
+    this.#batchEnd = 0
+    return fresh
+  }
+
+  /** Writes the batched bytes (if any) to the socket; the written region is never touched again. */
+  #flushBatch(): void {
+    const batch = this.#batch
+    if (batch === undefined || this.#batchEnd === this.#batchStart) return
+    const out = batch.subarray(this.#batchStart, this.#batchEnd)
+    this.#batchStart = this.#batchEnd
+    const socket = this.#socket
+    if (!this.closed && !socket.destroyed && socket.writable) socket.write(out, this.#handleDrain)
+  }
+
+  /** The once-per-tick flush of batched messages. */
+  readonly #onTick = (): void => {
+    this.#flushScheduled = false
+    this.#flushBatch()
   }
 
   /** Resolves once `send` would return true again; see the module contract. */
@@ -282,6 +436,12 @@ export class PeerConnection {
     if (this.#closeReason) return
     const err =
       typeof reason === 'string' ? new PeerConnectionError('GW_ERR_PEER_LOCAL_CLOSE', reason) : reason
+    // Messages sent before the close leave like unbatched writes would have (if the socket can
+    // still take them before it is destroyed).
+    this.#flushBatch()
+    this.#batch = undefined
+    this.#batchStart = 0
+    this.#batchEnd = 0
     this.#closeReason = err
     clearInterval(this.#timer)
     this.#signal?.removeEventListener('abort', this.#abort)

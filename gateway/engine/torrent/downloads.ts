@@ -37,6 +37,12 @@ export interface DownloadsInit {
 
 /** Unrequested blocks a peer may send before it is closed (BEP3 gives no reason to send any). */
 export const MAX_UNREQUESTED_BLOCKS = 50
+/**
+ * A peer that rejects a request while not choking us (BEP6: it does not have the piece, or its
+ * queue is full) gets no new request for this long, so a reject is not answered by the same
+ * request at once, again and again.
+ */
+export const REJECT_HOLD_MS = 1000
 /** Download budget taken from the rate limiter at once (bytes). */
 const BUDGET_CHUNK = 256 * 1024
 
@@ -122,6 +128,7 @@ export class Downloads {
       return
     }
     const now = t.host.now()
+    if (now < peer.holdRequestsUntil) return
     const depth = peer.outstanding.targetDepth(peer.down.rate, now)
     const want = depth - peer.outstanding.size
     if (want <= 0 || (want < depth / 4 && peer.outstanding.size > 0)) return
@@ -200,6 +207,7 @@ export class Downloads {
   onReject(peer: Peer, request: BlockRequest): undefined {
     if (!peer.outstanding.remove(request)) return // stale (we cancelled it): tolerated
     this.#t.picker?.onRequestRejected(peer, request)
+    if (!peer.peerChoking) peer.holdRequestsUntil = this.#t.host.now() + REJECT_HOLD_MS
     this.fill(peer)
   }
 

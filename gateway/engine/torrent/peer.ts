@@ -110,6 +110,8 @@ export class Peer {
   lastProgressAt: number
   /** A request was timed out and no block came since: send no new requests to the peer. */
   timedOut = false
+  /** No new requests before this time (the peer rejected a request while not choking us). */
+  holdRequestsUntil = 0
   /** Requests we cancelled (BEP3/BEP6 endgame) or timed out: block key → when. Bounded. */
   readonly #recent = new Map<string, number>()
   /** The peer's requests to us, in arrival order. */

@@ -4,8 +4,8 @@
  *
  * Policy and flows live in sibling modules: `downloads.ts` (interest, requests, verification,
  * trust and smart ban), `uploads.ts` (serving requests, choking via `chokeRound`),
- * `known-peers.ts` (addresses and reconnect backoff), `extensions.ts` (BEP9/10/11/52),
- * `piece-layers.ts` (a complete metainfo after the download). I/O goes through the storage
+ * `peer-messages.ts` (message dispatch), `known-peers.ts` (addresses and reconnect backoff),
+ * `extensions.ts` (BEP9/10/11/52), `piece-layers.ts` (a complete metainfo after the download). I/O goes through the storage
  * facade and the `PeerWire`s handed over by the session after the handshake.
  *
  * Every `await` may interleave with peer events: after each one, state is re-checked (is the torrent
@@ -23,8 +23,9 @@ import { Downloads } from './downloads.ts'
 import { createExtensions, type TorrentExtensions } from './extensions.ts'
 import { addrKey, KnownPeers } from './known-peers.ts'
 import { Peer, type PeerInfo, type PeerWire } from './peer.ts'
+import { PeerMessages } from './peer-messages.ts'
 import { computeMissingLayers, withPieceLayers } from './piece-layers.ts'
-import { TorrentStats } from './torrent-stats.ts'
+import { statusOf, TorrentStats } from './torrent-stats.ts'
 import {
   TorrentError,
   type TorrentHost,
@@ -57,8 +58,6 @@ const CHOKE_EVERY_TICKS = 10
 const DIAL_EVERY_TICKS = 5
 /** Banned addresses and peer ids remembered (oldest forgotten first). */
 const MAX_BANNED = 10_000
-/** `have` indices remembered per peer before the metadata is known (magnet start). */
-const MAX_PENDING_HAVES = 100_000
 
 export class Torrent {
   readonly host: TorrentHost
@@ -77,6 +76,7 @@ export class Torrent {
   readonly #metadataWaiters = new Waiters()
   readonly #downloads: Downloads
   readonly #uploads: Uploads
+  readonly #messages: PeerMessages
   readonly #inFlight = new Set<Promise<unknown>>()
 
   #infoHashV1: Uint8Array | undefined
@@ -95,6 +95,7 @@ export class Torrent {
   #started = false
   /** The download finished and the metainfo is complete (`whenComplete` resolved). */
   #finished = false
+  #finishing: Promise<void> | undefined
 
   constructor(init: TorrentInit) {
     this.#init = init
@@ -120,6 +121,7 @@ export class Torrent {
       ...(init.maxIncomingRequests !== undefined ? { maxIncomingRequests: init.maxIncomingRequests } : {}),
       ...(init.random !== undefined ? { random: init.random } : {}),
     })
+    this.#messages = new PeerMessages(this, this.#downloads, this.#uploads)
     this.ext = createExtensions(this)
   }
 
@@ -203,34 +205,12 @@ export class Torrent {
   }
 
   status(): TorrentStatusSnapshot {
-    const info = this.info
-    let down = 0
-    let up = 0
-    let seeds = 0
-    for (const p of this.peers.values()) {
-      down += p.down.rate
-      up += p.up.rate
-      if (info && p.isSeed(info.pieceCount)) seeds++
-    }
-    const pieceCount = info?.pieceCount ?? 0
-    const have = this.#have?.count ?? 0
-    return {
-      id: this.id,
-      name: this.name,
-      state: this.#state,
-      ...(this.#infoHashV1 ? { infoHashV1: toHex(this.#infoHashV1) } : {}),
-      ...(this.#infoHashV2 ? { infoHashV2: toHex(this.#infoHashV2) } : {}),
-      progress: pieceCount === 0 ? (info ? 1 : 0) : have / pieceCount,
-      piecesHave: have,
-      pieceCount,
-      downloadRate: down,
-      uploadRate: up,
-      downloaded: this.stats.downloadedBytes,
-      uploaded: this.stats.uploadedBytes,
-      peers: this.peers.size,
-      seeds,
-      ...(this.#error ? { error: this.#error } : {}),
-    }
+    return statusOf(this)
+  }
+
+  /** Why the torrent failed (state `error`). */
+  get error(): string | undefined {
+    return this.#error
   }
 
   // ------------------------------------------------------------------ lifecycle
@@ -339,9 +319,8 @@ export class Torrent {
     this.#infoHashV1 ??= info.infoHashV1
     this.#infoHashV2 ??= info.infoHashV2
     this.#metainfo = { info, announce: [], urlList: [], pieceLayers: new Map() }
-    await this.#setup(info, new Map())
+    await this.#setup(info, new Map(), true)
     if (!this.running) return
-    this.host.onMetadata(this)
     // BEP52: ask for the piece layers now, while the peers that sent the metadata are connected.
     this.ext.requestMissingLayers()
   }
@@ -351,7 +330,7 @@ export class Torrent {
     this.#metainfo = m
   }
 
-  async #setup(info: TorrentInfo, layers: ReadonlyMap<string, Uint8Array>): Promise<void> {
+  async #setup(info: TorrentInfo, layers: ReadonlyMap<string, Uint8Array>, magnet = false): Promise<void> {
     try {
       this.#state = 'checking'
       const geometry = new PieceGeometry(info)
@@ -378,10 +357,11 @@ export class Torrent {
       this.#info = info
       this.#state = this.#init.paused ? 'paused' : this.#have.complete ? 'seeding' : 'downloading'
       this.log.info({ have: this.#have.count, pieces: info.pieceCount, state: this.#state }, 'torrent ready')
+      if (magnet) this.host.onMetadata(this) // indexed (and announced) before anyone hears of it
       this.#metadataWaiters.resolveAll()
       if (this.#have.complete) this.track(this.#finish())
       // Peers that connected while we had no metadata (magnet) or were checking.
-      for (const p of this.peers.values()) this.#afterMetadataForPeer(p)
+      for (const p of this.peers.values()) this.#messages.afterMetadata(p)
     } catch (e) {
       if (this.running) this.#fail(e)
     }
@@ -399,13 +379,16 @@ export class Torrent {
   }
 
   /** Completes the metainfo (BEP52 piece layers), then resolves `whenComplete` and runs the hooks. */
-  async #finish(): Promise<void> {
-    const { metainfo, verifier, storage } = {
-      metainfo: this.#metainfo,
-      verifier: this.#verifier,
-      storage: this.#storage,
-    }
-    if (this.#finished || !metainfo || !verifier || !storage) return
+  #finish(): Promise<void> {
+    this.#finishing ??= this.#completeMetainfo()
+    return this.#finishing
+  }
+
+  async #completeMetainfo(): Promise<void> {
+    const metainfo = this.#metainfo
+    const verifier = this.#verifier
+    const storage = this.#storage
+    if (!metainfo || !verifier || !storage) return
     try {
       const missing = await computeMissingLayers(metainfo, verifier, storage, { signal: this.signal })
       if (missing.length > 0) this.log.warn({ files: missing }, 'piece layers computed locally do not match')
@@ -463,14 +446,14 @@ export class Torrent {
     if (!info.incoming) this.#known.onConnected({ host: info.host, port: info.port })
     this.log.debug({ peer: peer.key, incoming: info.incoming, swarm: info.swarm }, 'peer attached')
     if (info.extended) this.ext.sendHandshake(peer)
-    if (this.#info) this.#sendHaveState(peer)
+    if (this.#info) this.#messages.sendHaveState(peer)
     else if (info.fast) peer.send({ type: 'have-none' })
     const lifetime = new AbortController()
     peer.lifetime = lifetime
     return {
       onMessage: (msg) => {
         try {
-          this.#onMessage(peer, msg)
+          this.#messages.onMessage(peer, msg)
         } catch (e) {
           this.log.debug({ err: e, peer: peer.key }, 'peer message handling failed')
           this.closePeer(peer, `internal error: ${e instanceof Error ? e.message : String(e)}`)
@@ -479,37 +462,6 @@ export class Torrent {
       onClose: (reason) => this.#onPeerClosed(peer, reason),
       signal: AbortSignal.any([lifetime.signal, this.signal]),
     }
-  }
-
-  #sendHaveState(peer: Peer): void {
-    const have = this.#have!
-    if (peer.info.fast && have.complete) peer.send({ type: 'have-all' })
-    else if (peer.info.fast && have.empty) peer.send({ type: 'have-none' })
-    else if (!have.empty) peer.send({ type: 'bitfield', bitfield: have.toBytes() })
-  }
-
-  /** The metadata is known: apply what the peer announced before (bitfield, then `have`s). */
-  #afterMetadataForPeer(peer: Peer): undefined {
-    const info = this.#info!
-    if (peer.pendingBitfield) {
-      try {
-        peer.have = Bitfield.fromBytes(peer.pendingBitfield, info.pieceCount)
-      } catch {
-        return this.violation(peer, 'bad bitfield')
-      }
-      peer.pendingBitfield = undefined
-    }
-    const picker = this.#picker!
-    if (peer.have === 'all') picker.onPeerHaveAll()
-    else if (peer.have) picker.onPeerBitfield(peer.have)
-    const haves = peer.pendingHaves ?? []
-    peer.pendingHaves = undefined
-    for (const i of haves) {
-      if (i >= info.pieceCount) return this.violation(peer, `have index ${i} out of range`)
-      this.#downloads.onHave(peer, i)
-    }
-    // Our own state: a magnet start told the peer have-none; updates come as `have` messages.
-    this.#downloads.updateInterest(peer)
   }
 
   closePeer(peer: Peer, reason: string): void {
@@ -562,94 +514,5 @@ export class Torrent {
     if (!peer.info.incoming) this.#known.onDisconnected(peer.key, this.host.now())
     this.ext.onPeerClosed(peer)
     if (this.running) this.#downloads.fillAll()
-  }
-
-  // ------------------------------------------------------------------ messages
-
-  #onMessage(peer: Peer, msg: WireMessage): undefined {
-    if (peer.closed) return
-    const first = !peer.sawFirstMessage
-    if (msg.type !== 'keep-alive' && msg.type !== 'extended' && msg.type !== 'port')
-      peer.sawFirstMessage = true
-    const info = this.#info
-    const d = this.#downloads
-    switch (msg.type) {
-      case 'keep-alive':
-      case 'suggest': // BEP6: advisory only
-      case 'unknown':
-        return
-      case 'choke':
-        return d.onChoke(peer)
-      case 'unchoke':
-        peer.peerChoking = false
-        return d.fill(peer)
-      case 'interested':
-        peer.peerInterested = true
-        return this.#uploads.onInterested(peer)
-      case 'not-interested':
-        peer.peerInterested = false
-        return
-      case 'have':
-        if (info) {
-          if (msg.index >= info.pieceCount)
-            return this.violation(peer, `have index ${msg.index} out of range`)
-          return d.onHave(peer, msg.index)
-        }
-        // Magnet start: remember until we know the piece count (applied in #afterMetadataForPeer).
-        if (msg.index > 10_000_000) return this.violation(peer, 'have index out of range')
-        peer.pendingHaves ??= []
-        if (peer.pendingHaves.length < MAX_PENDING_HAVES) peer.pendingHaves.push(msg.index)
-        return
-      case 'bitfield': {
-        if (!first) return this.violation(peer, 'bitfield after other messages (BEP3)')
-        if (!info) {
-          if (msg.bitfield.byteLength > 4 * 1024 * 1024) return this.violation(peer, 'bitfield too large')
-          peer.pendingBitfield = new Uint8Array(msg.bitfield)
-          return
-        }
-        try {
-          peer.have = Bitfield.fromBytes(msg.bitfield, info.pieceCount)
-        } catch (e) {
-          return this.violation(peer, e instanceof Error ? e.message : 'bad bitfield')
-        }
-        this.#picker?.onPeerBitfield(peer.have)
-        return d.updateInterest(peer)
-      }
-      case 'have-all':
-      case 'have-none':
-        if (!peer.info.fast) return this.violation(peer, `${msg.type} without the Fast extension (BEP6)`)
-        if (!first) return this.violation(peer, `${msg.type} after other messages (BEP6)`)
-        if (msg.type === 'have-all') {
-          peer.have = 'all'
-          this.#picker?.onPeerHaveAll()
-        } else if (info) peer.have = new Bitfield(info.pieceCount)
-        if (info) d.updateInterest(peer)
-        return
-      case 'request':
-        return this.#uploads.onRequest(peer, msg.index, msg.begin, msg.length)
-      case 'cancel':
-        return this.#uploads.onCancel(peer, msg.index, msg.begin, msg.length)
-      case 'piece':
-        return d.onPiece(peer, msg.index, msg.begin, msg.block)
-      case 'reject':
-        if (!peer.info.fast) return this.violation(peer, 'reject without the Fast extension (BEP6)')
-        return d.onReject(peer, { piece: msg.index, offset: msg.begin, length: msg.length })
-      case 'allowed-fast':
-        if (!peer.info.fast) return this.violation(peer, 'allowed fast without the Fast extension (BEP6)')
-        if (peer.allowedFast.size < 64) peer.allowedFast.add(msg.index)
-        if (info) d.fill(peer)
-        return
-      case 'port':
-        if (msg.port > 0) this.host.addDhtNode?.(peer.info.host, msg.port)
-        return
-      case 'extended':
-        this.ext.onExtended(peer, msg.id, msg.payload)
-        return
-      case 'hash-request':
-      case 'hashes':
-      case 'hash-reject':
-        this.ext.onHashMessage(peer, msg)
-        return
-    }
   }
 }
