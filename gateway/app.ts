@@ -144,6 +144,10 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
         await client.space({ signal })
       },
       codexDelete: (cid, signal) => client.delete(cid, { signal }),
+      codexTreeOf: async (cid, signal) => {
+        const item = await client.fetchManifest(cid, { signal })
+        return { tree: item.manifest.treeCid, size: item.manifest.datasetSize }
+      },
       dataDir: config.dataDir,
       logger: log.child({ component: 'service' }),
       version: VERSION,

@@ -116,12 +116,13 @@ export function sanitizeElement(el: Uint8Array): string | undefined {
       // invalid UTF-8 (-1) or a control character: one '_' for the whole sequence
       out.push(UNDERSCORE)
       added++
-      i += len
-      continue
+    } else {
+      for (let k = i; k < i + len; k++) out.push(el[k]!)
+      if (cp === DOT) dots++
+      added += len
     }
-    for (let k = i; k < i + len; k++) out.push(el[k]!)
-    if (cp === DOT) dots++
-    added += len
+    // libtorrent checks the length only after a valid character; we check after a '_' too, so
+    // a megabyte of invalid bytes cannot become a megabyte-long name (NAME_MAX is 255 anyway).
     if (added >= MAX_ELEMENT_BYTES && !foundExtension) {
       let dot = -1
       for (let j = el.length - 1; j > Math.max(el.length - EXTENSION_LOOKBACK, i); j--) {
@@ -201,9 +202,15 @@ export function resolveDuplicatePaths(entries: readonly PathEntry[]): (readonly 
   // Directory ids: `${parent id}/${folded component}` → id; the torrent root is 0.
   const dirs = new Map<string, number>()
   const parents: number[] = []
+  // Consecutive entries mostly share directories: reuse the ids of the common prefix.
+  let prev: readonly string[] = []
+  const prevIds: number[] = [0]
   for (const e of entries) {
-    let id = 0
-    for (let k = 0; k < e.path.length - 1; k++) {
+    const depth = e.path.length - 1
+    let k = 0
+    while (k < depth && k < prev.length - 1 && e.path[k] === prev[k]) k++
+    let id = prevIds[k]!
+    for (; k < depth; k++) {
       const key = `${id}/${foldCase(e.path[k]!)}`
       let next = dirs.get(key)
       if (next === undefined) {
@@ -211,7 +218,9 @@ export function resolveDuplicatePaths(entries: readonly PathEntry[]): (readonly 
         dirs.set(key, next)
       }
       id = next
+      prevIds[k + 1] = id
     }
+    prev = e.path
     parents.push(id)
   }
   // Taken names share the directories' key space, so a file named like a directory clashes.

@@ -51,6 +51,8 @@ export interface GatewayServiceInit {
   readonly codexProbe: (signal: AbortSignal) => Promise<void>
   /** Removes a dataset from Codex (for DELETE ?removeData=true). */
   readonly codexDelete: (cid: string, signal: AbortSignal) => Promise<void>
+  /** The Codex tree CID and size of a dataset (its manifest), to tell which datasets share blocks. */
+  readonly codexTreeOf: (cid: string, signal: AbortSignal) => Promise<{ tree: string; size: number }>
   readonly dataDir: string
   readonly logger: EngineLogger
   readonly version: string
@@ -84,6 +86,20 @@ interface PendingMagnet {
 }
 
 const MAX_ERRORS = 20
+const MAX_RESUME_ATTEMPTS = 1000
+const DELETE_TIMEOUT_MS = 10 * 60_000
+
+/** A failure that may go away when Codex comes back (connection refused, timeouts, 502–504). */
+function isTransient(e: unknown): boolean {
+  const code = (e as { code?: unknown } | null)?.code
+  if (code === 'CODEX_ERR_UNAVAILABLE' || code === 'CODEX_ERR_TIMEOUT' || code === 'GW_ERR_CODEX_UNAVAILABLE')
+    return true
+  if (code === 'GW_ERR_RECORD_CODEX') return true
+  const status = (e as { status?: unknown } | null)?.status
+  if (status === 502 || status === 503 || status === 504) return true
+  const cause = (e as { cause?: unknown } | null)?.cause
+  return cause !== undefined && cause !== e && isTransient(cause)
+}
 const RECORD_RETRY_BASE_MS = 500
 const RECORD_RETRY_MAX_MS = 30_000
 
@@ -94,6 +110,8 @@ export class Gateway implements GatewayService {
   readonly #starting = new Map<string, Promise<Job>>()
   readonly #started = Date.now()
   #stopping = false
+  #resumed = false
+  readonly #resumeTimers = new Set<NodeJS.Timeout>()
   #codexOk: { ok: boolean; at: number; detail?: string } = { ok: false, at: 0 }
 
   constructor(init: GatewayServiceInit) {
@@ -153,24 +171,15 @@ export class Gateway implements GatewayService {
 
   // ------------------------------------------------------------------ lifecycle
 
-  /** Resumes every catalogued torrent and pending magnet (after a restart). */
+  /**
+   * Resumes every catalogued torrent and pending magnet (after a restart). A torrent that cannot
+   * be resumed because Codex is unreachable right now keeps its catalog state and is retried with
+   * backoff; only a permanent failure (e.g. a record that no longer validates) marks it `error`.
+   * `/readyz` reports not ready until this has run.
+   */
   async start(): Promise<void> {
     for (const row of this.#init.catalog.listTorrents()) {
-      try {
-        if (
-          row.recordCid &&
-          (row.state === 'seeding' || row.state === 'archived' || row.state === 'paused')
-        ) {
-          await this.#seedFromRecord(row.recordCid, row.state === 'paused')
-        } else {
-          const bytes = row.torrentBytes
-          const metainfo = bytes ? parseTorrent(bytes) : this.#metainfoFromRow(row)
-          await this.#startArchive(metainfo, bytes, row.trackers.flat(), [], row.state === 'paused')
-        }
-      } catch (e) {
-        this.log.error({ err: e, torrent: row.id }, 'could not resume a catalogued torrent')
-        this.#init.catalog.setState(row.id, 'error', e instanceof Error ? e.message : String(e))
-      }
+      await this.#resumeRow(row.id, 0)
     }
     for (const p of await this.#loadPendingMagnets()) {
       try {
@@ -190,11 +199,42 @@ export class Gateway implements GatewayService {
         this.log.warn({ err: e }, 'could not resume a pending magnet')
       }
     }
+    this.#resumed = true
+  }
+
+  async #resumeRow(id: string, attempt: number): Promise<void> {
+    const row = this.#init.catalog.getTorrent(id)
+    if (!row || this.#stopping || this.#jobs.has(row.id)) return
+    try {
+      if (row.recordCid && (row.state === 'seeding' || row.state === 'archived' || row.state === 'paused')) {
+        await this.#seedFromRecord(row.recordCid, row.state === 'paused')
+      } else {
+        const bytes = row.torrentBytes
+        const metainfo = bytes ? parseTorrent(bytes) : this.#metainfoFromRow(row)
+        await this.#startArchive(metainfo, bytes, row.trackers.flat(), [], row.state === 'paused')
+      }
+    } catch (e) {
+      if (isTransient(e) && attempt < MAX_RESUME_ATTEMPTS) {
+        const delay = Math.min(60_000, 1000 * 2 ** Math.min(attempt, 6))
+        this.log.warn(
+          { err: e, torrent: row.id, attempt, retryInMs: delay },
+          'Codex unavailable while resuming; will retry',
+        )
+        const timer = setTimeout(() => void this.#resumeRow(id, attempt + 1), delay)
+        timer.unref()
+        this.#resumeTimers.add(timer)
+        return
+      }
+      this.log.error({ err: e, torrent: row.id }, 'could not resume a catalogued torrent')
+      this.#init.catalog.setState(row.id, 'error', e instanceof Error ? e.message : String(e))
+    }
   }
 
   /** Stops accepting work and aborts job waits; the session stop (by the app) stops transfers. */
   stop(): void {
     this.#stopping = true
+    for (const t of this.#resumeTimers) clearTimeout(t)
+    this.#resumeTimers.clear()
     for (const j of this.#jobs.values())
       j.abort.abort(new GatewayError('GW_ERR_SHUTTING_DOWN', 'shutting down'))
   }
@@ -661,21 +701,68 @@ export class Gateway implements GatewayService {
     this.#init.seed.unregister(tid)
     await this.#savePendingMagnets()
     if (options.removeData) {
-      const signal = options.signal ?? AbortSignal.timeout(60_000)
       await this.#init.ingest.removeStaged(tid)
-      const shared = new Set<string>()
-      for (const row of this.#init.catalog.listTorrents()) {
-        if (row.id === tid) continue
-        for (const f of this.#init.catalog.getFiles(row.id)) if (f.cid) shared.add(f.cid)
-      }
-      for (const cid of new Set([...job.fileCids.values(), ...(job.recordCid ? [job.recordCid] : [])])) {
-        if (shared.has(cid)) continue
+      const candidates = [...new Set([...job.fileCids.values(), ...(job.recordCid ? [job.recordCid] : [])])]
+      const keep = await this.#datasetsStillUsed(tid, candidates, options.signal)
+      for (const cid of candidates) {
+        if (keep.has(cid)) continue
+        // Deleting a dataset is O(blocks) on Codex: one deadline per dataset, not one for all.
+        const perCall = AbortSignal.timeout(DELETE_TIMEOUT_MS)
+        const signal = options.signal ? AbortSignal.any([options.signal, perCall]) : perCall
         await this.#init
           .codexDelete(cid, signal)
           .catch((e: unknown) => this.log.warn({ err: e, cid }, 'could not delete from Codex'))
       }
     }
     this.#init.catalog.deleteTorrent(tid)
+  }
+
+  /**
+   * Which of `candidates` must survive deleting torrent `tid`: those another torrent references,
+   * directly or through the same Codex tree. Codex deletes a dataset by its tree (every block
+   * `(treeCid, i)`), and identical bytes uploaded with another filename or mimetype have another
+   * manifest CID but the same tree (NOTES §1.3, §1.5) — so sharing is decided by tree CID. Only
+   * files of equal length can share a tree, which bounds the manifest look-ups.
+   */
+  async #datasetsStillUsed(
+    tid: string,
+    candidates: readonly string[],
+    signal?: AbortSignal,
+  ): Promise<Set<string>> {
+    const keep = new Set<string>()
+    const others = new Map<string, number>() // cid → length, files of the other torrents
+    for (const row of this.#init.catalog.listTorrents()) {
+      if (row.id === tid) continue
+      if (row.recordCid) others.set(row.recordCid, -1)
+      for (const f of this.#init.catalog.getFiles(row.id)) if (f.cid) others.set(f.cid, f.length)
+    }
+    const treeOf = async (cid: string): Promise<{ tree: string; size: number } | undefined> => {
+      try {
+        return await this.#init.codexTreeOf(cid, signal ?? AbortSignal.timeout(30_000))
+      } catch {
+        return undefined
+      }
+    }
+    for (const cid of candidates) {
+      if (others.has(cid)) {
+        keep.add(cid)
+        continue
+      }
+      const mine = await treeOf(cid)
+      if (!mine) {
+        keep.add(cid) // cannot tell: never delete what might be shared
+        continue
+      }
+      for (const [other, length] of others) {
+        if (length !== mine.size) continue
+        const theirs = await treeOf(other)
+        if (!theirs || theirs.tree === mine.tree) {
+          keep.add(cid)
+          break
+        }
+      }
+    }
+    return keep
   }
 
   async pauseTorrent(id: string): Promise<TorrentSummary> {
@@ -730,6 +817,7 @@ export class Gateway implements GatewayService {
       },
       { name: 'peer-listener', ok: this.#init.session.listening },
       { name: 'accepting', ok: !this.#stopping },
+      { name: 'resumed', ok: this.#resumed },
     ]
     const reasons = checks
       .filter((c) => !c.ok)

@@ -206,18 +206,16 @@ describe('prefix detection: failures', () => {
     await stop(probe.server)
     const client = new CodexClient({ url: `http://127.0.0.1:${port}`, retry: { attempts: 1 } })
     const dir = await mkdtemp(join(tmpdir(), 'codex-client-compat-'))
+    let node: Awaited<ReturnType<typeof startLocalCodexNode>> | undefined
     try {
       await assert.rejects(client.space(), CodexUnavailableError)
       assert.equal(client.apiPrefix, undefined)
-      const node = await startLocalCodexNode({ dataDir: dir, port })
-      try {
-        await client.space()
-        assert.equal(client.apiPrefix, '/api/codex/v1', 'Codex master: the first candidate')
-      } finally {
-        await client.destroy()
-        await node.close()
-      }
+      node = await startLocalCodexNode({ dataDir: dir, port })
+      await client.space()
+      assert.equal(client.apiPrefix, '/api/codex/v1', 'Codex master: the first candidate')
     } finally {
+      await client.destroy()
+      await node?.close()
       await rm(dir, { recursive: true, force: true })
     }
   })

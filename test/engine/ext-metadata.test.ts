@@ -4,7 +4,9 @@
  * 1. A peer advertising a wrong `metadata_size` (size + 100) that then leaves, and a peer that
  *    rejects every request, connected before an honest libtorrent seeder: the metadata arrives
  *    from libtorrent, and neither hostile peer is banned (rejecting is allowed, BEP9).
- * 2. Two scripted peers with the right size, one serving the real metadata and one corrupt bytes:
+ * 2. A peer that never answers: its requests time out (BEP9 gives no timeout; ours is 10 s) and
+ *    go to another peer.
+ * 3. Two scripted peers with the right size, one serving the real metadata and one corrupt bytes:
  *    the first attempt mixes their pieces and fails the info-hash check; the engine then fetches
  *    each piece from a single peer, and bans exactly the peer whose pieces differ from the verified
  *    metadata — never the honest one.
@@ -87,6 +89,37 @@ describe('BEP9 metadata fetch: hostile peers cannot stall or poison it', { timeo
       assert.equal(toHex(t.info!.infoBytes), toHex(made.metainfo.info.infoBytes))
       assert.equal(t.stats.peersBanned, 0, 'rejecting or leaving is not misbehaviour')
       assert.ok(!rejecter.closed, 'the rejecting peer is still connected')
+    } finally {
+      for (const p of peers) p.close()
+      await session?.stop()
+    }
+  })
+
+  test('a peer that never answers: its requests time out and go to another peer', async () => {
+    const { bytes, hash } = bigInfo(5000) // 7 ut_metadata pieces: some go to each peer
+    let session: Session | undefined
+    const peers: ExtPeer[] = []
+    try {
+      session = await startSession('ext-metadata-silent')
+      const t = await session.addTorrent({ infoHashV1: hash, store: new MemoryPieceStore() })
+      const silent = await ExtPeer.dial({
+        port: session.port,
+        infoHash: hash,
+        info: bytes,
+        metadata: 'ignore',
+      })
+      peers.push(silent)
+      await waitUntil(() => silent.metadataRequests > 0, 'requests to the silent peer')
+      const honest = await ExtPeer.dial({
+        port: session.port,
+        infoHash: hash,
+        info: bytes,
+        metadata: 'serve',
+      })
+      peers.push(honest)
+      await t.whenMetadata({ signal: AbortSignal.timeout(25_000) })
+      assert.equal(toHex(t.info!.infoBytes), toHex(bytes))
+      assert.equal(t.stats.peersBanned, 0, 'silence is not proof of anything')
     } finally {
       for (const p of peers) p.close()
       await session?.stop()
