@@ -272,6 +272,7 @@ export function buildServer(c: ServerComponents): FastifyInstance {
     let mimetype: string | undefined
     if (contentType !== undefined && contentType !== '') {
       if (!isValidCodexMimetype(contentType)) {
+        if (!req.raw.complete) reply.header('connection', 'close') // body left unread
         return sendError(reply, 422, `The MIME type '${contentType}' is not valid.`)
       }
       mimetype = headerBytes(contentType).toString('utf8')
@@ -281,7 +282,10 @@ export function buildServer(c: ServerComponents): FastifyInstance {
     const rawFilename = disposition === undefined ? undefined : parseContentDispositionFilename(disposition)
     if (rawFilename !== undefined) {
       const bytes = headerBytes(rawFilename)
-      if (!isValidCodexFilenameBytes(bytes)) return sendError(reply, 422, 'The filename is not valid.')
+      if (!isValidCodexFilenameBytes(bytes)) {
+        if (!req.raw.complete) reply.header('connection', 'close') // body left unread
+        return sendError(reply, 422, 'The filename is not valid.')
+      }
       filename = bytes.toString('utf8')
     }
     const raw = req.raw
@@ -296,6 +300,9 @@ export function buildServer(c: ServerComponents): FastifyInstance {
         req.log.warn({ err }, 'local codex node: upload aborted')
         return reply
       }
+      // A failure before the whole body was read (e.g. quota) must not leave the rest of the body
+      // on a kept-alive connection: the next request on it would never be answered.
+      if (!raw.complete) reply.header('connection', 'close')
       if (err instanceof EmptyTreeError) return sendError(reply, 500, 'Empty leaves')
       req.log.warn({ err }, 'local codex node: upload failed')
       return sendError(reply, 500, err instanceof Error ? err.message : String(err))

@@ -140,3 +140,43 @@ describe('local Codex node: fidelity details', () => {
     await plain.arrayBuffer()
   })
 })
+
+describe('upload failures before the body is read do not wedge kept-alive connections', () => {
+  test('a quota failure mid-upload, then another upload on the same client, both answer', async () => {
+    const { mkdtemp, rm } = await import('node:fs/promises')
+    const { tmpdir } = await import('node:os')
+    const { join } = await import('node:path')
+    const { Agent, request } = await import('undici')
+    const { startLocalCodexNode } = await import('../../codex-client/local-node/index.ts')
+    const dir = await mkdtemp(join(tmpdir(), 'codex-node-wedge-'))
+    const node = await startLocalCodexNode({ dataDir: dir, port: 0 })
+    node.faults.setQuota(200_000)
+    const agent = new Agent({ connections: 1, keepAliveTimeout: 30_000 })
+    try {
+      const big = new Uint8Array(2 * 1024 * 1024).map((_, i) => (i * 2654435761) >>> 24) // distinct blocks
+      const first = await request(`${node.apiUrl}/data`, {
+        method: 'POST',
+        body: big,
+        headers: { 'content-type': 'application/octet-stream' },
+        dispatcher: agent,
+        headersTimeout: 10_000,
+      })
+      assert.equal(first.statusCode, 500)
+      await first.body.text()
+      node.faults.setQuota(1024 * 1024 * 1024) // room again; the blocks already stored still count
+      const second = await request(`${node.apiUrl}/data`, {
+        method: 'POST',
+        body: new Uint8Array(1000),
+        headers: { 'content-type': 'application/octet-stream' },
+        dispatcher: agent,
+        headersTimeout: 10_000,
+      })
+      assert.equal(second.statusCode, 200, 'the next upload is answered')
+      await second.body.text()
+    } finally {
+      await agent.close()
+      await node.close()
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+})

@@ -13,6 +13,8 @@
  *   else the oldest idle one (never a connected one); if every entry is connected it is dropped.
  *
  * Pure: time is passed in. Memory: at most `maxEntries` entries.
+ *
+ * Also `BanList`: the banned connection addresses and peer ids, bounded (oldest forgotten first).
  */
 
 export interface PeerAddr {
@@ -160,6 +162,31 @@ export class KnownPeers {
     if (victim === undefined) return false
     this.#entries.delete(victim)
     return true
+  }
+}
+
+/** Banned keys (host:port as connected, hex peer ids); at most `max`, the oldest forgotten first. */
+export class BanList {
+  readonly #keys = new Set<string>()
+  readonly #max: number
+
+  constructor(max = 10_000) {
+    this.#max = positive(max, 'max')
+  }
+
+  has(key: string): boolean {
+    return this.#keys.has(key)
+  }
+
+  add(...keys: string[]): void {
+    for (const k of keys) {
+      this.#keys.delete(k)
+      this.#keys.add(k)
+    }
+    for (const k of this.#keys) {
+      if (this.#keys.size <= this.#max) break
+      this.#keys.delete(k)
+    }
   }
 }
 

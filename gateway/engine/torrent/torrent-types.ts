@@ -4,6 +4,7 @@
  * `torrent.ts`.
  */
 import type { Metainfo } from '../../protocol/types.ts'
+import type { WireMessage } from '../../protocol/wire/messages.ts'
 import type { EngineLogger } from '../logger.ts'
 import type { PieceStore } from '../storage.ts'
 import type { Torrent } from './torrent.ts'
@@ -68,6 +69,14 @@ export interface TorrentInit {
   readonly manualTicks?: boolean
   /** Random source of the optimistic unchoke. @default Math.random */
   readonly random?: () => number
+}
+
+/** What the session calls for one attached connection (`Torrent.attachPeer`). */
+export interface PeerHandlers {
+  onMessage(msg: WireMessage): void
+  onClose(reason: string): void
+  /** Aborted when the connection closes or the torrent stops (tie per-connection waits to it). */
+  readonly signal: AbortSignal
 }
 
 export interface TorrentStatusSnapshot {

@@ -13,7 +13,6 @@
  */
 import { toHex } from '../../protocol/hex.ts'
 import type { Metainfo, TorrentInfo } from '../../protocol/types.ts'
-import type { WireMessage } from '../../protocol/wire/messages.ts'
 import { Bitfield } from '../bitfield.ts'
 import type { EngineLogger } from '../logger.ts'
 import { PieceGeometry } from '../piece-geometry.ts'
@@ -21,12 +20,13 @@ import { PiecePicker } from '../piece-picker.ts'
 import { StorageFacade } from '../storage-facade.ts'
 import { Downloads } from './downloads.ts'
 import { createExtensions, type TorrentExtensions } from './extensions.ts'
-import { addrKey, KnownPeers } from './known-peers.ts'
+import { addrKey, BanList, KnownPeers } from './known-peers.ts'
 import { Peer, type PeerInfo, type PeerWire } from './peer.ts'
 import { PeerMessages } from './peer-messages.ts'
 import { computeMissingLayers, withPieceLayers } from './piece-layers.ts'
 import { statusOf, TorrentStats } from './torrent-stats.ts'
 import {
+  type PeerHandlers,
   TorrentError,
   type TorrentHost,
   type TorrentInit,
@@ -38,6 +38,7 @@ import { PieceVerifier } from './verifier.ts'
 import { Waiters } from './waiters.ts'
 
 export {
+  type PeerHandlers,
   TorrentError,
   type TorrentHost,
   type TorrentInit,
@@ -45,19 +46,9 @@ export {
   type TorrentStatusSnapshot,
 } from './torrent-types.ts'
 
-/** What the session calls for one attached connection. */
-export interface PeerHandlers {
-  onMessage(msg: WireMessage): void
-  onClose(reason: string): void
-  /** Aborted when the connection closes or the torrent stops (tie per-connection waits to it). */
-  readonly signal: AbortSignal
-}
-
 const TICK_MS = 1000
 const CHOKE_EVERY_TICKS = 10
 const DIAL_EVERY_TICKS = 5
-/** Banned addresses and peer ids remembered (oldest forgotten first). */
-const MAX_BANNED = 10_000
 
 export class Torrent {
   readonly host: TorrentHost
@@ -70,7 +61,7 @@ export class Torrent {
   readonly #init: TorrentInit
   readonly #id: string
   readonly #abort = new AbortController()
-  readonly #banned = new Set<string>()
+  readonly #banned = new BanList()
   readonly #known: KnownPeers
   readonly #completeWaiters = new Waiters()
   readonly #metadataWaiters = new Waiters()
@@ -492,11 +483,7 @@ export class Torrent {
     if (!this.isBannedPeer(peer)) {
       this.log.info({ peer: peer.key, reason }, 'peer banned')
       this.stats.peerBanned()
-      for (const k of [peer.key, toHex(peer.info.peerId)]) {
-        this.#banned.delete(k)
-        this.#banned.add(k)
-      }
-      while (this.#banned.size > MAX_BANNED) this.#banned.delete(this.#banned.values().next().value!)
+      this.#banned.add(peer.key, toHex(peer.info.peerId))
       if (!peer.info.incoming) this.#known.remove(peer.key)
     }
     this.closePeer(peer, `banned: ${reason}`)
