@@ -27,6 +27,8 @@ test('README test command is the command .ci/run runs', () => {
 test('README start command is npm start, which runs the gateway', () => {
   const m = /\| run the gateway[^|]*\| `([^`]+)` \|/.exec(readme)
   assert.equal(m?.[1], 'npm start')
-  const pkg = JSON.parse(readFileSync(new URL('package.json', root), 'utf8')) as { scripts: Record<string, string> }
+  const pkg = JSON.parse(readFileSync(new URL('package.json', root), 'utf8')) as {
+    scripts: Record<string, string>
+  }
   assert.match(pkg.scripts.start ?? '', /gateway\/cli\/bin\.ts serve/)
 })

@@ -78,7 +78,10 @@ export async function startGatewayProcess(opts: StartGatewayOptions): Promise<Ga
     const s = await Promise.race([
       started,
       new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`gateway did not start within ${timeoutMs} ms: ${stderr}`)), timeoutMs)
+        timer = setTimeout(
+          () => reject(new Error(`gateway did not start within ${timeoutMs} ms: ${stderr}`)),
+          timeoutMs,
+        )
       }),
     ])
     return {

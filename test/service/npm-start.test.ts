@@ -239,8 +239,7 @@ describe('the README start command: npm start', { timeout: 90_000 }, () => {
     )
   })
 
-  test('SIGTERM to the npm process alone stops the gateway and npm exits 0', {
-  }, async () => {
+  test('SIGTERM to the npm process alone stops the gateway and npm exits 0', {}, async () => {
     const s = await npmStart(join(tmp.path, 'data-2'))
     try {
       await waitReady(s)
