@@ -270,9 +270,7 @@ describe('HTTP API end to end: a real gateway process, libtorrent peers, the loc
     assert.ok(list.body.torrents.every((t) => t.state === 'seeding'))
   })
 
-  test('GET /torrents/:id/torrent of a magnet-added torrent: the same info dict and piece layers', {
-    todo: 'known bug: the piece layers fetched over BEP52 are not in the exported .torrent (nor in the record)',
-  }, async () => {
+  test('GET /torrents/:id/torrent of a magnet-added torrent: the same info dict and piece layers', {}, async () => {
     // A magnet carries no `creation date`/`created by`: the info dict (the info hash) and the v2
     // piece layers are what can, and must, be identical.
     const file = await exported(t3.id)
@@ -286,9 +284,7 @@ describe('HTTP API end to end: a real gateway process, libtorrent peers, the loc
     )
   })
 
-  test('a hybrid torrent added by its v2-only magnet answers to its v1 hash once the metadata is known', {
-    todo: 'engine/service bug: infoHashV1 stays unknown, GET /torrents/<v1 hash> answers 404',
-  }, async () => {
+  test('a hybrid torrent added by its v2-only magnet answers to its v1 hash once the metadata is known', {}, async () => {
     const t4 = await seedWithLibtorrent(
       seeder,
       join(tmp.path, 't4'),
@@ -466,9 +462,7 @@ describe('HTTP API end to end: a real gateway process, libtorrent peers, the loc
     )
   })
 
-  test('the record of a torrent archived from a v2 magnet imports back', {
-    todo: 'known bug: the record has no piece layers; import answers 400 (and a restart cannot resume it)',
-  }, async () => {
+  test('the record of a torrent archived from a v2 magnet imports back', {}, async () => {
     assert.equal((await api<unknown>(gw.apiUrl, 'DELETE', `/torrents/${t3.id}`)).status, 204)
     const imported = await api<AddJson>(gw.apiUrl, 'POST', `/records/${d3.recordCid}/import`)
     assert.equal(imported.status, 201, JSON.stringify(imported.body))
