@@ -731,8 +731,10 @@ export class Gateway implements GatewayService {
   ): Promise<Set<string>> {
     const keep = new Set<string>()
     const others = new Map<string, number>() // cid → length, files of the other torrents
+    // The catalog keys a torrent by its v1 hash when it has one; the engine id may be the v2 hash.
+    const own = this.#init.catalog.getTorrent(tid)?.id ?? tid
     for (const row of this.#init.catalog.listTorrents()) {
-      if (row.id === tid) continue
+      if (row.id === own) continue
       if (row.recordCid) others.set(row.recordCid, -1)
       for (const f of this.#init.catalog.getFiles(row.id)) if (f.cid) others.set(f.cid, f.length)
     }
