@@ -211,15 +211,23 @@ export class HashPool {
     const signal = options.signal
     signal?.throwIfAborted()
     this.#checkUsable()
-    if (this.#active >= this.#maxActive) {
+    let slot: WorkerSlot
+    if (this.#active >= this.#maxActive || this.#slotWaiters.length > 0) {
       if (this.#slotWaiters.length >= this.#maxQueued) {
         throw new HashPoolError('GW_ERR_HASH_POOL_BUSY', `${this.#maxQueued} hash jobs already queued`)
       }
-      await this.#wait(this.#slotWaiters, signal)
-      this.#checkUsable()
+      await this.#wait(this.#slotWaiters, signal) // resolves with a slot handed over (already counted)
+      try {
+        this.#checkUsable()
+        slot = this.#pickSlot()
+      } catch (error) {
+        this.#releaseSlot()
+        throw error
+      }
+    } else {
+      slot = this.#pickSlot()
+      this.#active++
     }
-    const slot = this.#pickSlot()
-    this.#active++
     const job = new HashJob(this, slot, this.#nextJob++, want, signal)
     if (slot.jobs.size === 0) slot.worker.ref()
     slot.jobs.set(job.id, job)
@@ -295,9 +303,14 @@ export class HashPool {
   jobEnded(slot: WorkerSlot, job: HashJob): void {
     if (!slot.jobs.delete(job.id)) return
     if (slot.jobs.size === 0 && slot.alive) slot.worker.unref()
-    this.#active--
+    this.#releaseSlot()
+  }
+
+  /** Frees one active-job slot, handing it straight to the first waiter (FIFO, never over the limit). */
+  #releaseSlot(): void {
     const next = this.#slotWaiters.shift()
     if (next) next.resolve()
+    else this.#active--
   }
 
   // ---- internals --------------------------------------------------------------------------

@@ -179,6 +179,7 @@ describe('the README start command: npm start', { timeout: 90_000 }, () => {
         ['codex', true],
         ['peer-listener', true],
         ['accepting', true],
+        ['resumed', true],
       ],
     )
 
