@@ -6,13 +6,16 @@
  * reproduces on purpose (it follows the code, not the spec).
  */
 import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { after, before, describe, test } from 'node:test'
 import { Ajv } from 'ajv'
 import { parse } from 'yaml'
 import { SOME_FILE, SOME_FILE_MANIFEST, startTestNode, type TestNode, uploadOk } from './helpers.ts'
 
-const SPEC_PATH = '/work/shared/codex/openapi.yaml'
+// The spec vendored from nim-codex (see test/fixtures/codex/SOURCE.md), pinned by its sha256.
+const SPEC_PATH = new URL('../fixtures/codex/openapi.yaml', import.meta.url)
+const SPEC_SHA256 = '3a9caa93ad1db9733571e4b91cf4e2c77c8cf3cccf68d11b17c58cf1a123471d'
 const SPEC_ID = 'https://codex.invalid/openapi.json'
 
 interface MediaType {
@@ -70,7 +73,13 @@ describe('contract: responses match openapi.yaml', () => {
 
   before(async () => {
     t = await startTestNode()
-    spec = parse(await readFile(SPEC_PATH, 'utf8')) as Spec
+    const text = await readFile(SPEC_PATH, 'utf8')
+    assert.equal(
+      createHash('sha256').update(text).digest('hex'),
+      SPEC_SHA256,
+      'vendored openapi.yaml is the pinned spec',
+    )
+    spec = parse(text) as Spec
     ajv = new Ajv({ strict: false, allErrors: true })
     ajv.addFormat('int64', true)
     ajv.addFormat('binary', true)
