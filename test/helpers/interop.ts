@@ -130,6 +130,23 @@ export async function hashFromStorage(t: Torrent): Promise<Map<string, string>> 
 }
 
 /** Waits for `t` to complete, with a deadline. */
-export function complete(t: Torrent, timeoutMs: number): Promise<void> {
-  return t.whenComplete({ signal: AbortSignal.timeout(timeoutMs) })
+export async function complete(t: Torrent, timeoutMs: number): Promise<void> {
+  try {
+    await t.whenComplete({ signal: AbortSignal.timeout(timeoutMs) })
+  } catch (e) {
+    // Say where it stalled: the torrent's state and every peer's view (CI logs are all we get).
+    const peers = [...t.peers.values()].map((p) => ({
+      peer: p.key,
+      peerChoking: p.peerChoking,
+      amInterested: p.amInterested,
+      have: p.have === 'all' ? 'all' : p.have?.count,
+      outstanding: p.outstanding.size,
+      fast: p.info.fast,
+      v2: p.info.v2,
+    }))
+    throw new Error(
+      `torrent ${t.id} not complete within ${timeoutMs} ms: ${JSON.stringify(t.status())} peers ${JSON.stringify(peers)} known ${JSON.stringify(t.knownPeers())}`,
+      { cause: e },
+    )
+  }
 }
