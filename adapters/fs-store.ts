@@ -262,15 +262,8 @@ export class FsTorrentStorage implements RecheckableStorage {
     const total = this.#geometry.pieceCount
     for (let piece = 0; piece < total; piece++) {
       this.#check('recheck', piece, options)
-      const present = this.#geometry
-        .spans(piece)
-        .every(
-          (s) =>
-            s.padding ||
-            this.#paths[s.fileIndex] === undefined ||
-            (sizes[s.fileIndex] ?? 0) >= s.fileOffset + s.length,
-        )
-      if (present && verify(piece, await this.hashPiece(piece, want, options))) have.set(piece)
+      if (this.#bytesPresent(piece, sizes) && verify(piece, await this.hashPiece(piece, want, options)))
+        have.set(piece)
       options.onProgress?.(piece + 1, total)
     }
     this.#committed = have
@@ -402,19 +395,23 @@ export class FsTorrentStorage implements RecheckableStorage {
     )
   }
 
+  /** True when every file byte of the piece lies within its file's current size (`sizes`). */
+  #bytesPresent(piece: number, sizes: readonly number[]): boolean {
+    return this.#geometry
+      .spans(piece)
+      .every(
+        (s) =>
+          s.padding ||
+          this.#paths[s.fileIndex] === undefined ||
+          (sizes[s.fileIndex] ?? 0) >= s.fileOffset + s.length,
+      )
+  }
+
   /** Un-commits pieces whose bytes lie past the current end of their file (deleted/truncated files). */
   async #dropPiecesOfShortFiles(sizes: number[]): Promise<void> {
     let changed = false
     for (const piece of [...this.#committed.setIndices()]) {
-      const ok = this.#geometry
-        .spans(piece)
-        .every(
-          (s) =>
-            s.padding ||
-            this.#paths[s.fileIndex] === undefined ||
-            (sizes[s.fileIndex] ?? 0) >= s.fileOffset + s.length,
-        )
-      if (!ok) changed = this.#committed.clear(piece) || changed
+      if (!this.#bytesPresent(piece, sizes)) changed = this.#committed.clear(piece) || changed
     }
     if (changed) await this.#save()
   }

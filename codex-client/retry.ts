@@ -6,6 +6,8 @@
  * total time spent sleeping is at most `(attempts - 1) * maxDelayMs`.
  */
 
+import { setTimeout as delay } from 'node:timers/promises'
+
 export interface RetryPolicy {
   /** Total number of tries, first one included (1 = no retry). 1..20. */
   readonly attempts: number
@@ -56,20 +58,15 @@ export function backoffDelayMs(
 }
 
 /** Sleeps `ms`, rejecting with `signal.reason` as soon as the signal aborts. */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  if (signal?.aborted) return Promise.reject(signal.reason)
-  if (ms <= 0) return Promise.resolve()
-  return new Promise<void>((resolve, reject) => {
-    const onAbort = (): void => {
-      clearTimeout(timer)
-      reject(signal?.reason)
-    }
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort)
-      resolve()
-    }, ms)
-    signal?.addEventListener('abort', onAbort, { once: true })
-  })
+export async function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  signal?.throwIfAborted()
+  if (ms <= 0) return
+  try {
+    await delay(ms, undefined, signal === undefined ? undefined : { signal })
+  } catch (error) {
+    if (signal?.aborted) throw signal.reason
+    throw error
+  }
 }
 
 /** HTTP statuses worth retrying for idempotent calls (gateway / overload answers). */

@@ -37,16 +37,10 @@ import {
   CodexNotFoundError,
   CodexValidationError,
 } from '../../codex-client/errors.ts'
+import { raceAbort, sleep } from '../../gateway/engine/abort.ts'
 import { type EngineLogger, silentLogger } from '../../gateway/engine/logger.ts'
 import type { AbortOptions } from '../../gateway/protocol/types.ts'
-import {
-  type CodexReadClient,
-  CodexReadError,
-  raceAbort,
-  SequentialStreams,
-  sleep,
-  timeoutError,
-} from './seed-read-stream.ts'
+import { type CodexReadClient, CodexReadError, SequentialStreams, timeoutError } from './seed-read-stream.ts'
 import type { SegmentCache, SegmentCacheStats } from './segment-cache.ts'
 
 export type { CodexReadClient, CodexReadErrorCode } from './seed-read-stream.ts'

@@ -25,6 +25,7 @@ import {
   CodexNotFoundError,
   CodexValidationError,
 } from '../../codex-client/errors.ts'
+import { sleep } from '../../gateway/engine/abort.ts'
 import {
   type CreateTorrentInit,
   createTorrent,
@@ -33,7 +34,7 @@ import {
 import { CreateTorrentError } from '../../gateway/protocol/errors.ts'
 import { toHex } from '../../gateway/protocol/hex.ts'
 import { magnetFromMetainfo } from '../../gateway/protocol/magnet.ts'
-import type { AbortOptions, Metainfo, TorrentVersion } from '../../gateway/protocol/types.ts'
+import type { AbortOptions, Metainfo } from '../../gateway/protocol/types.ts'
 
 /** What creation needs of `CodexClient` (which satisfies it). */
 export interface CodexSourceClient {
@@ -68,21 +69,23 @@ export interface CodexSourceFile {
   readonly path: readonly string[]
 }
 
-export interface CreateFromCodexInit {
+/** The options passed through to `createTorrent` as they are. */
+type PassedCreateOptions =
+  | 'version'
+  | 'pieceLength'
+  | 'trackers'
+  | 'webseeds'
+  | 'private'
+  | 'comment'
+  | 'createdBy'
+  | 'creationDate'
+
+export interface CreateFromCodexInit extends Pick<CreateTorrentInit, PassedCreateOptions> {
   readonly client: CodexSourceClient
   /** One file = a single-file torrent. */
   readonly files: readonly CodexSourceFile[]
   /** Torrent name; required for several files. Single file: defaults to its path / filename. */
   readonly name?: string
-  /** @default 'hybrid' */
-  readonly version?: TorrentVersion
-  readonly pieceLength?: number
-  readonly trackers?: readonly (readonly string[])[]
-  readonly webseeds?: readonly string[]
-  readonly private?: boolean
-  readonly comment?: string
-  readonly createdBy?: string
-  readonly creationDate?: number
   readonly dedup?: PiecesRootIndex
   /** Download tries per file (resuming where a cut body stopped). 1..10. @default 3 */
   readonly attempts?: number
@@ -410,19 +413,4 @@ async function mapBounded<T, R>(
   }
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker))
   return out
-}
-
-function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  if (signal?.aborted) return Promise.reject(signal.reason)
-  return new Promise((resolve, reject) => {
-    const onAbort = (): void => {
-      clearTimeout(timer)
-      reject(signal?.reason)
-    }
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort)
-      resolve()
-    }, ms)
-    signal?.addEventListener('abort', onAbort, { once: true })
-  })
 }

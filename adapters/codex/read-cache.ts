@@ -10,6 +10,7 @@
  */
 
 import type { CodexClient } from '../../codex-client/index.ts'
+import { raceAbort } from '../../gateway/engine/abort.ts'
 
 /** Options of `CodexReadCache`. */
 export interface CodexReadCacheInit {
@@ -127,27 +128,4 @@ export class CodexReadCache {
     if (got !== length) throw new RangeError(`dataset ${cid}: got ${got} of ${length} bytes at ${start}`)
     return out
   }
-}
-
-/** Resolves/rejects like `promise`, or rejects with the signal's reason as soon as it aborts. */
-export function raceAbort<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (signal === undefined) return promise
-  if (signal.aborted) {
-    promise.catch(() => {}) // the shared work goes on; its outcome is observed elsewhere
-    return Promise.reject(signal.reason)
-  }
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason)
-    signal.addEventListener('abort', onAbort, { once: true })
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort)
-        resolve(value)
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', onAbort)
-        reject(error)
-      },
-    )
-  })
 }

@@ -26,6 +26,7 @@
  * Memory: one piece buffer per piece being assembled, plus the LRU bound.
  */
 
+import { raceAbort } from '../../gateway/engine/abort.ts'
 import { Bitfield } from '../../gateway/engine/bitfield.ts'
 import { type EngineLogger, silentLogger } from '../../gateway/engine/logger.ts'
 import { PieceGeometry } from '../../gateway/engine/piece-geometry.ts'
@@ -43,7 +44,7 @@ import {
 import { PieceVerifier } from '../../gateway/engine/torrent/verifier.ts'
 import { toHex } from '../../gateway/protocol/hex.ts'
 import type { AbortOptions, Metainfo, TorrentInfo } from '../../gateway/protocol/types.ts'
-import { CodexReadError, raceAbort } from './seed-read-stream.ts'
+import { CodexReadError } from './seed-read-stream.ts'
 
 /** What the store needs of `CodexFileReader`. */
 export interface SeedReader {

@@ -7,6 +7,7 @@
  */
 
 import type { CodexClient } from '../../codex-client/index.ts'
+import { raceAbort } from '../../gateway/engine/abort.ts'
 import { Bitfield } from '../../gateway/engine/bitfield.ts'
 import { PieceGeometry } from '../../gateway/engine/piece-geometry.ts'
 import {
@@ -22,7 +23,7 @@ import { toHex } from '../../gateway/protocol/hex.ts'
 import type { AbortOptions, TorrentInfo } from '../../gateway/protocol/types.ts'
 import type { Catalog } from '../catalog.ts'
 import type { CodexPieceStoreInit } from './codex-store.ts'
-import { CodexReadCache, raceAbort } from './read-cache.ts'
+import { CodexReadCache } from './read-cache.ts'
 import { type StagingBudget, TorrentStaging } from './staging.ts'
 import {
   type FileStateView,

@@ -16,12 +16,13 @@
  * NOTES.md §1.2).
  */
 
+import { setTimeout as delay } from 'node:timers/promises'
 import type { CodexClient } from '../../codex-client/index.ts'
 import { CodexHttpError, CodexValidationError, formatCid } from '../../codex-client/index.ts'
+import { raceAbort } from '../../gateway/engine/abort.ts'
 import type { FileEntry } from '../../gateway/protocol/types.ts'
 import type { Catalog } from '../catalog.ts'
 import { codexFilename, DEFAULT_MIMETYPE, guessMimetype } from './naming.ts'
-import { raceAbort } from './read-cache.ts'
 import { StagingMissingError, type TorrentStaging } from './staging.ts'
 
 /** Upload health of one torrent. */
@@ -497,7 +498,7 @@ export class UploadManager {
     const signal = this.#lifetime.signal
     while (!this.#closed && this.#state === 'paused-codex-unavailable') {
       try {
-        await sleep(policy.probeIntervalMs, signal)
+        await delay(policy.probeIntervalMs, undefined, { signal })
         const space = await client.space({ signal, timeoutMs: policy.probeTimeoutMs })
         if (looksLikeQuota(this.#lastError)) {
           const free = space.quotaMaxBytes - space.quotaUsedBytes - space.quotaReservedBytes
@@ -551,22 +552,4 @@ function findCause<T>(error: unknown, type: abstract new (...args: never[]) => T
     current = (current as { cause?: unknown }).cause
   }
   return undefined
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    if (signal.aborted) {
-      reject(signal.reason)
-      return
-    }
-    const onAbort = (): void => {
-      clearTimeout(timer)
-      reject(signal.reason)
-    }
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort)
-      resolve()
-    }, ms)
-    signal.addEventListener('abort', onAbort, { once: true })
-  })
 }

@@ -13,6 +13,7 @@
  * sanitised and capped so a peer cannot explode the series count.
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
+import { TORRENT_STATES } from '../http/service.ts'
 import type {
   CodexRequestEvent,
   CodexTrafficObserver,
@@ -60,15 +61,7 @@ export const METRIC_NAMES = Object.freeze([
 export type MetricName = (typeof METRIC_NAMES)[number]
 
 /** Torrent states always exported (as 0 when empty) so dashboards show stable series. */
-export const DEFAULT_TORRENT_STATES: readonly string[] = Object.freeze([
-  'metadata',
-  'checking',
-  'downloading',
-  'archiving',
-  'seeding',
-  'paused',
-  'error',
-])
+export const DEFAULT_TORRENT_STATES: readonly string[] = Object.freeze([...TORRENT_STATES])
 
 /** At most this many distinct `client` label values; the rest are summed into `other`. */
 export const MAX_CLIENT_LABELS = 20

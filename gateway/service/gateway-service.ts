@@ -12,6 +12,7 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Catalog, TorrentRow } from '../../adapters/catalog.ts'
+import { sleep } from '../engine/abort.ts'
 import type { EngineLogger } from '../engine/logger.ts'
 import { PieceGeometry } from '../engine/piece-geometry.ts'
 import type { Session } from '../engine/session.ts'
@@ -885,23 +886,4 @@ function idsOf(parsed: ParsedInput): string[] {
 function idsOfInfo(metainfo: Metainfo): string[] {
   const { infoHashV1, infoHashV2 } = metainfo.info
   return [infoHashV1, infoHashV2].filter((h) => h !== undefined).map((h) => toHex(h))
-}
-
-/** Resolves after `ms`, or rejects with the signal's reason. */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    if (signal.aborted) {
-      reject(signal.reason)
-      return
-    }
-    const onAbort = (): void => {
-      clearTimeout(timer)
-      reject(signal.reason)
-    }
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort)
-      resolve()
-    }, ms)
-    signal.addEventListener('abort', onAbort, { once: true })
-  })
 }

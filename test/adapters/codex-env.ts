@@ -4,11 +4,17 @@
  * torrents with the project's creator and to read a dataset back.
  */
 
+import assert from 'node:assert/strict'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { after, before } from 'node:test'
 import { Catalog } from '../../adapters/catalog.ts'
-import { CodexPieceStore, type CodexPieceStoreInit } from '../../adapters/codex/codex-store.ts'
+import {
+  CodexPieceStore,
+  type CodexPieceStoreInit,
+  type CodexTorrentStorage,
+} from '../../adapters/codex/codex-store.ts'
 import { CodexClient } from '../../codex-client/index.ts'
 import { type LocalCodexNode, startLocalCodexNode } from '../../codex-client/local-node/index.ts'
 import type { PieceGeometry } from '../../gateway/engine/piece-geometry.ts'
@@ -20,6 +26,7 @@ import { equalBytes, toHex } from '../../gateway/protocol/hex.ts'
 import { merkleRoot } from '../../gateway/protocol/merkle.ts'
 import type { Metainfo, TorrentVersion } from '../../gateway/protocol/types.ts'
 import { BLOCK_SIZE } from '../../gateway/protocol/types.ts'
+import { xorshiftBytes } from '../helpers/prng.ts'
 
 /** A started local node plus a client on it. */
 export interface CodexNodeEnv {
@@ -48,6 +55,50 @@ export async function startCodex(options: { quotaBytes?: number } = {}): Promise
       await rm(dir, { recursive: true, force: true })
     },
   }
+}
+
+/**
+ * One local Codex node for the whole test file: started in a `before` hook, closed in an `after`
+ * hook. The returned env reads through to that node (use it inside tests and hooks only).
+ */
+export function codexForFile(options: { quotaBytes?: number } = {}): CodexNodeEnv {
+  let env: CodexNodeEnv | undefined
+  before(async () => {
+    env = await startCodex(options)
+  })
+  after(async () => {
+    await env?.close()
+  })
+  const started = (): CodexNodeEnv => {
+    if (env === undefined) throw new Error('the Codex node starts in the before hook')
+    return env
+  }
+  return {
+    get node() {
+      return started().node
+    },
+    get client() {
+      return started().client
+    },
+    get dir() {
+      return started().dir
+    },
+    close: () => started().close(),
+  }
+}
+
+/** The open torrent storage of `torrent` (a metainfo or its id) in a Codex store; asserts it is open. */
+export function backendOf(
+  store: { get(id: string): CodexTorrentStorage | undefined },
+  torrent: Metainfo | string,
+): CodexTorrentStorage {
+  const id =
+    typeof torrent === 'string'
+      ? torrent
+      : toHex(torrent.info.infoHashV1 ?? (torrent.info.infoHashV2 as Uint8Array))
+  const backend = store.get(id)
+  assert.ok(backend, 'the torrent is open in the store')
+  return backend
 }
 
 /** A catalog + staging dir + store on a node; `reopen` gives a new store over the same state. */
@@ -99,17 +150,7 @@ export async function makeStore(
 
 /** Deterministic pseudo-random bytes (xorshift), never all zero. */
 export function payload(length: number, seed: number): Uint8Array {
-  const out = new Uint8Array(length)
-  let x = (seed * 2654435761) >>> 0 || 1
-  for (let i = 0; i < length; i++) {
-    x ^= x << 13
-    x >>>= 0
-    x ^= x >>> 17
-    x ^= x << 5
-    x >>>= 0
-    out[i] = x & 0xff
-  }
-  return out
+  return xorshiftBytes(length, (seed * 2654435761) >>> 0)
 }
 
 /** A file of a test torrent with its bytes. */
@@ -181,16 +222,7 @@ export async function waitUntil(predicate: () => boolean, what: string, timeoutM
 // ---- ingest helpers ----------------------------------------------------------------------------
 
 /** Seeded PRNG (mulberry32) for shuffles. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+export { mulberry32 as rng } from '../helpers/prng.ts'
 
 export function shuffle<T>(items: T[], random: () => number): T[] {
   for (let i = items.length - 1; i > 0; i--) {

@@ -7,7 +7,7 @@
  */
 
 import assert from 'node:assert/strict'
-import { after, before, describe, test } from 'node:test'
+import { describe, test } from 'node:test'
 import type {
   CodexPieceStoreInit,
   CodexTorrentStorage,
@@ -16,10 +16,11 @@ import type {
 import type { CodexClient } from '../../codex-client/index.ts'
 import { startLocalCodexNode } from '../../codex-client/local-node/index.ts'
 import { StorageFacade } from '../../gateway/engine/storage-facade.ts'
-import { toHex } from '../../gateway/protocol/hex.ts'
 import type { Metainfo } from '../../gateway/protocol/types.ts'
 import {
+  backendOf,
   type CodexNodeEnv,
+  codexForFile,
   downloadAll,
   ingestPiece,
   linearFromFiles,
@@ -34,15 +35,7 @@ import {
 
 const KIB = 1024
 
-let codex: CodexNodeEnv
-
-before(async () => {
-  codex = await startCodex()
-})
-
-after(async () => {
-  await codex.close()
-})
+const codex = codexForFile()
 
 interface Ingest {
   readonly env: StoreEnv
@@ -76,8 +69,7 @@ async function setup(
     ...init,
   })
   const storage = await StorageFacade.open(env.store, metainfo.info)
-  const backend = env.store.get(toHex(metainfo.info.infoHashV1 as Uint8Array))
-  assert.ok(backend)
+  const backend = backendOf(env.store, metainfo)
   return {
     env,
     storage,

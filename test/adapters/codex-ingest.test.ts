@@ -7,17 +7,16 @@
 
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
-import { after, before, describe, test } from 'node:test'
+import { describe, test } from 'node:test'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
-import type { CodexTorrentStorage } from '../../adapters/codex/codex-store.ts'
 import { codexFilename } from '../../adapters/codex/naming.ts'
 import { StorageFacade } from '../../gateway/engine/storage-facade.ts'
 import { createTorrent } from '../../gateway/protocol/create-torrent.ts'
-import { toHex } from '../../gateway/protocol/hex.ts'
-import type { Metainfo, TorrentVersion } from '../../gateway/protocol/types.ts'
+import type { TorrentVersion } from '../../gateway/protocol/types.ts'
 import {
-  type CodexNodeEnv,
+  backendOf,
+  codexForFile,
   downloadAll,
   ingestPiece,
   linearFromFiles,
@@ -27,31 +26,12 @@ import {
   rng,
   type SourceFile,
   shuffle,
-  startCodex,
   waitUntil,
 } from './codex-env.ts'
 
 const KIB = 1024
 
-let codex: CodexNodeEnv
-
-before(async () => {
-  codex = await startCodex()
-})
-
-after(async () => {
-  await codex.close()
-})
-
-function backendOf(
-  store: { get(id: string): CodexTorrentStorage | undefined },
-  m: Metainfo,
-): CodexTorrentStorage {
-  const id = toHex(m.info.infoHashV1 ?? (m.info.infoHashV2 as Uint8Array))
-  const backend = store.get(id)
-  assert.ok(backend, 'the torrent is open in the store')
-  return backend
-}
+const codex = codexForFile()
 
 const FILES: SourceFile[] = [
   { path: ['docs', 'readme.txt'], data: payload(70_001, 1) },

@@ -9,33 +9,24 @@
 import assert from 'node:assert/strict'
 import { readdir, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
-import { after, before, describe, test } from 'node:test'
-import type { CodexPieceStore, CodexTorrentStorage } from '../../adapters/codex/codex-store.ts'
+import { describe, test } from 'node:test'
 import { StorageFacade } from '../../gateway/engine/storage-facade.ts'
 import { toHex } from '../../gateway/protocol/hex.ts'
 import {
-  type CodexNodeEnv,
+  backendOf,
+  codexForFile,
   downloadAll,
   ingestPiece,
   linearFromFiles,
   makeStore,
   makeTorrent,
   payload,
-  startCodex,
   waitUntil,
 } from './codex-env.ts'
 
 const KIB = 1024
 
-let codex: CodexNodeEnv
-
-before(async () => {
-  codex = await startCodex()
-})
-
-after(async () => {
-  await codex.close()
-})
+const codex = codexForFile()
 
 const FILES = [
   { path: ['a.bin'], data: payload(100_000, 71) },
@@ -43,12 +34,6 @@ const FILES = [
   { path: ['c.bin'], data: payload(200_000, 73) },
   { path: ['d.bin'], data: payload(60_000, 74) },
 ]
-
-function backendOf(store: CodexPieceStore, id: string): CodexTorrentStorage {
-  const backend = store.get(id)
-  assert.ok(backend)
-  return backend
-}
 
 describe('restart of the ingest store', () => {
   test('verified pieces stay complete, uploaded files are not uploaded again', async () => {

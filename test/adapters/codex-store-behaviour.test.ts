@@ -6,43 +6,26 @@
  */
 
 import assert from 'node:assert/strict'
-import { after, before, describe, test } from 'node:test'
-import type { CodexPieceStore, CodexTorrentStorage } from '../../adapters/codex/codex-store.ts'
+import { describe, test } from 'node:test'
 import { codexFilename, guessMimetype } from '../../adapters/codex/naming.ts'
 import { StagingBudget } from '../../adapters/codex/staging.ts'
 import { isValidCodexFilename } from '../../codex-client/filename.ts'
 import { StorageFacade } from '../../gateway/engine/storage-facade.ts'
-import { toHex } from '../../gateway/protocol/hex.ts'
-import type { Metainfo } from '../../gateway/protocol/types.ts'
 import {
-  type CodexNodeEnv,
+  backendOf,
+  codexForFile,
   downloadAll,
   ingestPiece,
   linearFromFiles,
   makeStore,
   makeTorrent,
   payload,
-  startCodex,
   waitUntil,
 } from './codex-env.ts'
 
 const KIB = 1024
 
-let codex: CodexNodeEnv
-
-before(async () => {
-  codex = await startCodex()
-})
-
-after(async () => {
-  await codex.close()
-})
-
-function backendOf(store: CodexPieceStore, m: Metainfo): CodexTorrentStorage {
-  const backend = store.get(toHex(m.info.infoHashV1 ?? (m.info.infoHashV2 as Uint8Array)))
-  assert.ok(backend)
-  return backend
-}
+const codex = codexForFile()
 
 describe('CodexPieceStore behaviour', () => {
   test('a file another torrent already archived (same pieces root) is reused, not fetched again', async () => {

@@ -4,22 +4,12 @@
  * new store over the same catalog and staging, as after a restart).
  */
 
-import { after, before } from 'node:test'
 import { runPieceStoreCompliance } from '../compliance/piece-store.ts'
-import { type CodexNodeEnv, makeStore, startCodex } from './codex-env.ts'
+import { codexForFile, makeStore } from './codex-env.ts'
 
-let codex: CodexNodeEnv | undefined
-
-before(async () => {
-  codex = await startCodex()
-})
-
-after(async () => {
-  await codex?.close()
-})
+const codex = codexForFile()
 
 runPieceStoreCompliance('codex', async () => {
-  if (codex === undefined) throw new Error('codex node not started')
   const env = await makeStore(codex)
   return {
     store: env.store,

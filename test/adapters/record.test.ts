@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { after, before, describe, test } from 'node:test'
+import { before, describe, test } from 'node:test'
 import { Catalog } from '../../adapters/catalog.ts'
 import { CodexPieceStore } from '../../adapters/codex/codex-store.ts'
 import {
@@ -31,7 +31,7 @@ import { parseTorrent } from '../../gateway/protocol/metainfo.ts'
 import type { Metainfo } from '../../gateway/protocol/types.ts'
 import { startLibtorrent } from '../helpers/libtorrent.ts'
 import {
-  type CodexNodeEnv,
+  codexForFile,
   downloadAll,
   ingestPiece,
   linearFromFiles,
@@ -39,20 +39,11 @@ import {
   makeTorrent,
   payload,
   type SourceFile,
-  startCodex,
 } from './codex-env.ts'
 
 const KIB = 1024
 
-let codex: CodexNodeEnv
-
-before(async () => {
-  codex = await startCodex()
-})
-
-after(async () => {
-  await codex.close()
-})
+const codex = codexForFile()
 
 const FILES: SourceFile[] = [
   { path: ['album', 'cover.png'], data: payload(20_000, 31) },

@@ -21,16 +21,12 @@ import { after, before, describe, test } from 'node:test'
 import { CodexFileReader } from '../../adapters/codex/codex-file-reader.ts'
 import { CodexSeedStore } from '../../adapters/codex/seed-store.ts'
 import { SegmentCache } from '../../adapters/codex/segment-cache.ts'
-import {
-  defaultHashWant,
-  type PieceHashes,
-  StorageError,
-  type StorageErrorCode,
-} from '../../gateway/engine/storage.ts'
+import { defaultHashWant, type PieceHashes, StorageError } from '../../gateway/engine/storage.ts'
 import { StorageFacade } from '../../gateway/engine/storage-facade.ts'
 import { equalBytes } from '../../gateway/protocol/hex.ts'
 import type { TorrentInfo } from '../../gateway/protocol/types.ts'
 import { BLOCK_SIZE } from '../../gateway/protocol/types.ts'
+import { assertStorageError, slice } from '../compliance/piece-store.ts'
 import {
   allBlocks,
   expectedSha1,
@@ -55,21 +51,6 @@ function matches(info: TorrentInfo, piece: number, hashes: PieceHashes, linear: 
     if (got.length !== expected.length || got.some((h, i) => !equalBytes(h, expected[i]!))) return false
   }
   return true
-}
-
-function slice(
-  linear: Uint8Array,
-  info: TorrentInfo,
-  piece: number,
-  offset: number,
-  length: number,
-): Uint8Array {
-  const at = piece * info.pieceLength + offset
-  return linear.slice(at, at + length)
-}
-
-async function assertStorageError(promise: Promise<unknown>, code: StorageErrorCode): Promise<void> {
-  await assert.rejects(promise, (e: unknown) => e instanceof StorageError && e.code === code)
 }
 
 describe('PieceStore compliance, read side: CodexSeedStore', () => {

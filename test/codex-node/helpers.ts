@@ -7,6 +7,7 @@ import {
   type LocalCodexNodeInit,
   startLocalCodexNode,
 } from '../../codex-client/local-node/index.ts'
+import { xorshiftBytes } from '../helpers/prng.ts'
 
 export const SOME_FILE = new TextEncoder().encode('some file contents')
 export const SOME_FILE_MANIFEST = 'zDvZRwzm1ePSzKSXt57D5YxHwcSDmsCyYN65wW4HT7fuX9HrzFXy'
@@ -40,17 +41,7 @@ export async function startTestNode(init: Partial<LocalCodexNodeInit> = {}): Pro
 
 /** Deterministic pseudo-random bytes (xorshift), so datasets differ without storing fixtures. */
 export function pseudoRandomBytes(length: number, seed = 1): Uint8Array {
-  const out = new Uint8Array(length)
-  let x = seed >>> 0 || 1
-  for (let i = 0; i < length; i++) {
-    x ^= x << 13
-    x >>>= 0
-    x ^= x >>> 17
-    x ^= x << 5
-    x >>>= 0
-    out[i] = x & 0xff
-  }
-  return out
+  return xorshiftBytes(length, seed)
 }
 
 export async function upload(

@@ -342,7 +342,8 @@ async function writePiece(
   await Promise.all(writes)
 }
 
-function slice(
+/** The bytes of `piece` at `offset` (`length` of them) in the torrent's linear data. */
+export function slice(
   linear: Uint8Array,
   info: TorrentInfo,
   piece: number,
@@ -372,6 +373,7 @@ function plainList(list: Uint8Array[] | undefined): Uint8Array[] | undefined {
   return list?.map((b) => new Uint8Array(b))
 }
 
-async function assertStorageError(promise: Promise<unknown>, code: StorageErrorCode): Promise<void> {
+/** Asserts that `promise` rejects with a `StorageError` of `code`. */
+export async function assertStorageError(promise: Promise<unknown>, code: StorageErrorCode): Promise<void> {
   await assert.rejects(promise, (error: unknown) => error instanceof StorageError && error.code === code)
 }

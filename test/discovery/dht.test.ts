@@ -10,10 +10,11 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
-import DHT from 'bittorrent-dht'
+import type DHT from 'bittorrent-dht'
 import { DhtError, DhtNode, PUBLIC_DHT_ROUTERS, parseHostPort } from '../../gateway/engine/discovery/dht.ts'
 import { DhtPeerSource } from '../../gateway/engine/discovery/dht-source.ts'
 import { type PeerAddress, toSwarmInfoHash } from '../../gateway/engine/discovery/peer-source.ts'
+import { destroyDht, startPrivateDht } from '../helpers/local-discovery.ts'
 
 const HOST = '127.0.0.1'
 const NETWORK_SIZE = 4
@@ -26,22 +27,9 @@ async function waitFor(predicate: () => boolean, what: string, timeoutMs = 15_00
   }
 }
 
-/** Starts `n` plain bittorrent-dht nodes that know only each other. */
+/** Starts `n` plain bittorrent-dht nodes that know only each other, once their routing tables are full. */
 async function startPrivateNetwork(n: number): Promise<DHT[]> {
-  const nodes: DHT[] = []
-  for (let i = 0; i < n; i++) {
-    const dht = new DHT({ bootstrap: false, host: false })
-    dht.on('warning', () => {})
-    dht.on('error', () => {})
-    dht.listen(0, HOST) // bind loopback before the library's first query
-    nodes.push(dht)
-  }
-  await Promise.all(
-    nodes.map((d) => (d.listening ? undefined : new Promise<void>((r) => d.once('listening', r)))),
-  )
-  for (const a of nodes) {
-    for (const b of nodes) if (a !== b) a.addNode({ host: HOST, port: b.address().port })
-  }
+  const nodes = await startPrivateDht(n)
   await waitFor(() => nodes.every((d) => d.nodes.count() >= n - 1), 'private DHT network to form')
   return nodes
 }
@@ -73,7 +61,7 @@ describe('DHT on a private loopback network', () => {
 
   after(async () => {
     await Promise.all(ours.map((n) => n.stop()))
-    await Promise.all(network.map((d) => new Promise<void>((r) => d.destroy(() => r()))))
+    await destroyDht(network)
     await rm(dir, { recursive: true, force: true })
   })
 

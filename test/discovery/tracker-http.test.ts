@@ -53,6 +53,15 @@ function closeHttp(server: HttpServer): Promise<void> {
 }
 
 const peerId = () => randomBytes(20)
+/** A minimal valid announce (random info hash and peer id). */
+const req = () => ({
+  infoHash: randomBytes(20),
+  peerId: peerId(),
+  port: 1,
+  uploaded: 0,
+  downloaded: 0,
+  left: 0,
+})
 
 describe('HTTP tracker against bittorrent-tracker', () => {
   let tracker: { server: Server; url: string }
@@ -309,15 +318,6 @@ describe('HTTP tracker: request encoding and response forms', () => {
 })
 
 describe('HTTP tracker: failures are typed', () => {
-  const req = () => ({
-    infoHash: randomBytes(20),
-    peerId: peerId(),
-    port: 1,
-    uploaded: 0,
-    downloaded: 0,
-    left: 0,
-  })
-
   test('`failure reason` gives a TrackerError carrying the reason', async () => {
     const { server, url } = await startHttp((_req, res) => {
       res.end(bencode.encode({ 'failure reason': 'torrent not registered' }))
@@ -406,14 +406,6 @@ describe('HTTP tracker: failures are typed', () => {
  * one "global" origin is an undici MockAgent with real connections disabled (no network at all).
  */
 describe('HTTP tracker: redirects', () => {
-  const req = () => ({
-    infoHash: randomBytes(20),
-    peerId: peerId(),
-    port: 1,
-    uploaded: 0,
-    downloaded: 0,
-    left: 0,
-  })
   const answer = bencode.encode({ interval: 60, peers: Buffer.from([127, 0, 0, 1, 0x1a, 0xe1]) })
 
   test('301/302/303/307/308 chains of up to 5 hops are followed, relative Locations too; query kept', async () => {

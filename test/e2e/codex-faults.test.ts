@@ -18,7 +18,7 @@ import { DEFAULT_QUOTA_BYTES } from '../../codex-client/local-node/index.ts'
 import { type GatewayProcess, waitUntil } from '../helpers/gateway-process.ts'
 import { type LtMadeTorrent, ltSeed, makeLtTorrent } from '../helpers/interop.ts'
 import { type LtSession, startLibtorrent } from '../helpers/libtorrent.ts'
-import { hashTree, sortedEntries, type TempDir, tempDir } from '../helpers/payload.ts'
+import { hashTree, sortedEntries, type TempDir } from '../helpers/payload.ts'
 import {
   addTorrent,
   Cleanup,
@@ -32,8 +32,8 @@ import {
   metric,
   metricsText,
   readBytes,
-  startCodex,
   startGateway,
+  startSuite,
   waitArchived,
   waitSeeding,
 } from './kit.ts'
@@ -53,11 +53,7 @@ describe('e2e: Codex faults during ingest and seeding', { timeout: 88_000 }, () 
   const archived: { made: LtMadeTorrent; id: string }[] = []
 
   before(async () => {
-    tmp = await tempDir('codex-bt-e2e-faults-')
-    cleanup.add('temp dir', () => tmp.cleanup())
-    codex = await startCodex(cleanup, join(tmp.path, 'codex'))
-    seeder = await startLibtorrent()
-    cleanup.add('seeder', () => seeder.close())
+    ;({ tmp, codex, seeder } = await startSuite(cleanup, 'codex-bt-e2e-faults-'))
     gw = await startGateway(cleanup, join(tmp.path, 'gw'), codex.url)
   })
 

@@ -14,16 +14,16 @@ import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import type { LocalCodexNode } from '../../codex-client/local-node/index.ts'
 import { api, type GatewayProcess } from '../helpers/gateway-process.ts'
-import { type LtSession, startLibtorrent } from '../helpers/libtorrent.ts'
-import { type TempDir, tempDir } from '../helpers/payload.ts'
+import type { LtSession } from '../helpers/libtorrent.ts'
+import type { TempDir } from '../helpers/payload.ts'
 import {
   addTorrent,
   Cleanup,
   CODEX_API,
   codexData,
   HOST,
-  startCodex,
   startGateway,
+  startSuite,
   waitArchived,
 } from './kit.ts'
 
@@ -35,11 +35,7 @@ describe('e2e: delete with removeData keeps datasets that share a Codex tree', {
   let gw: GatewayProcess
 
   before(async () => {
-    tmp = await tempDir('codex-bt-e2e-delete-')
-    cleanup.add('temp dir', () => tmp.cleanup())
-    codex = await startCodex(cleanup, join(tmp.path, 'codex'))
-    seeder = await startLibtorrent()
-    cleanup.add('seeder', () => seeder.close())
+    ;({ tmp, codex, seeder } = await startSuite(cleanup, 'codex-bt-e2e-delete-'))
     gw = await startGateway(cleanup, join(tmp.path, 'gw'), codex.url)
   })
 

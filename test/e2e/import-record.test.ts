@@ -14,7 +14,7 @@ import type { LocalCodexNode } from '../../codex-client/local-node/index.ts'
 import { api, type GatewayProcess } from '../helpers/gateway-process.ts'
 import { type LtMadeTorrent, ltSeed, makeLtTorrent } from '../helpers/interop.ts'
 import { type LtSession, startLibtorrent } from '../helpers/libtorrent.ts'
-import { hashTree, sortedEntries, type TempDir, tempDir } from '../helpers/payload.ts'
+import { hashTree, sortedEntries, type TempDir } from '../helpers/payload.ts'
 import {
   type AddView,
   addTorrent,
@@ -27,8 +27,8 @@ import {
   MIB,
   metric,
   metricsText,
-  startCodex,
   startGateway,
+  startSuite,
   waitArchived,
   waitSeeding,
 } from './kit.ts'
@@ -45,11 +45,7 @@ describe('e2e: import a record into a second gateway with an empty data dir', { 
   const archived: { made: LtMadeTorrent; id: string; recordCid: string }[] = []
 
   before(async () => {
-    tmp = await tempDir('codex-bt-e2e-import-')
-    cleanup.add('temp dir', () => tmp.cleanup())
-    codex = await startCodex(cleanup, join(tmp.path, 'codex'))
-    seeder = await startLibtorrent()
-    cleanup.add('seeder', () => seeder.close())
+    ;({ tmp, codex, seeder } = await startSuite(cleanup, 'codex-bt-e2e-import-'))
     gwA = await startGateway(cleanup, join(tmp.path, 'gw-a'), codex.url)
   })
 

@@ -21,7 +21,7 @@ import type { LocalCodexNode } from '../../codex-client/local-node/index.ts'
 import type { GatewayProcess } from '../helpers/gateway-process.ts'
 import { type LtMadeTorrent, ltSeed, makeLtTorrent } from '../helpers/interop.ts'
 import { type LtSession, startLibtorrent } from '../helpers/libtorrent.ts'
-import { hashTree, type PayloadSpec, sortedEntries, type TempDir, tempDir } from '../helpers/payload.ts'
+import { hashTree, type PayloadSpec, sortedEntries, type TempDir } from '../helpers/payload.ts'
 import {
   addTorrent,
   Cleanup,
@@ -36,8 +36,8 @@ import {
   MIB,
   metric,
   metricsText,
-  startCodex,
   startGateway,
+  startSuite,
   waitArchived,
   waitSeeding,
 } from './kit.ts'
@@ -74,11 +74,7 @@ describe('e2e: ingest from libtorrent into Codex, then seed from Codex only', { 
   const ingested = new Map<Version, Ingested>()
 
   before(async () => {
-    tmp = await tempDir('codex-bt-e2e-ingest-')
-    cleanup.add('temp dir', () => tmp.cleanup())
-    codex = await startCodex(cleanup, join(tmp.path, 'codex'))
-    seeder = await startLibtorrent()
-    cleanup.add('seeder', () => seeder.close())
+    ;({ tmp, codex, seeder } = await startSuite(cleanup, 'codex-bt-e2e-ingest-'))
     gw = await startGateway(cleanup, join(tmp.path, 'gw'), codex.url)
   })
 

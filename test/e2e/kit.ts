@@ -10,7 +10,8 @@ import { readdir, readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { type LocalCodexNode, startLocalCodexNode } from '../../codex-client/local-node/index.ts'
 import { api, type GatewayProcess, startGatewayProcess, waitUntil } from '../helpers/gateway-process.ts'
-import type { LtSession } from '../helpers/libtorrent.ts'
+import { type LtSession, startLibtorrent } from '../helpers/libtorrent.ts'
+import { type TempDir, tempDir } from '../helpers/payload.ts'
 
 export const MIB = 1024 * 1024
 export const HOST = '127.0.0.1'
@@ -49,6 +50,23 @@ export async function startCodex(
   })
   cleanup.add('codex node', () => node.close())
   return node
+}
+
+/** What most suites start first: a temp dir, a Codex node in `tmp/codex` and a libtorrent seeder. */
+export interface SuiteEnv {
+  readonly tmp: TempDir
+  readonly codex: LocalCodexNode
+  readonly seeder: LtSession
+}
+
+/** Starts a {@link SuiteEnv}; `cleanup` removes the temp dir and stops the node and the seeder. */
+export async function startSuite(cleanup: Cleanup, tmpPrefix: string): Promise<SuiteEnv> {
+  const tmp = await tempDir(tmpPrefix)
+  cleanup.add('temp dir', () => tmp.cleanup())
+  const codex = await startCodex(cleanup, join(tmp.path, 'codex'))
+  const seeder = await startLibtorrent()
+  cleanup.add('seeder', () => seeder.close())
+  return { tmp, codex, seeder }
 }
 
 /** A gateway process on `dataDir` and `codexUrl`, killed by `cleanup` if still running. */

@@ -20,9 +20,8 @@ import type { LocalCodexNode } from '../../codex-client/local-node/index.ts'
 import type { GatewayProcess } from '../helpers/gateway-process.ts'
 import { api, waitUntil } from '../helpers/gateway-process.ts'
 import { ltSeed, makeLtTorrent } from '../helpers/interop.ts'
-import { type LtSession, startLibtorrent } from '../helpers/libtorrent.ts'
+import type { LtSession } from '../helpers/libtorrent.ts'
 import type { PayloadSpec, TempDir } from '../helpers/payload.ts'
-import { tempDir } from '../helpers/payload.ts'
 import {
   addTorrent,
   Cleanup,
@@ -32,8 +31,8 @@ import {
   details,
   HOST,
   MIB,
-  startCodex,
   startGateway,
+  startSuite,
   waitArchived,
 } from './kit.ts'
 
@@ -64,11 +63,7 @@ describe('e2e: restart in the middle of an ingest', { timeout: 88_000 }, () => {
   let seeder: LtSession
 
   before(async () => {
-    tmp = await tempDir('codex-bt-e2e-restart-')
-    cleanup.add('temp dir', () => tmp.cleanup())
-    codex = await startCodex(cleanup, join(tmp.path, 'codex'))
-    seeder = await startLibtorrent()
-    cleanup.add('seeder', () => seeder.close())
+    ;({ tmp, codex, seeder } = await startSuite(cleanup, 'codex-bt-e2e-restart-'))
   })
 
   after(() => cleanup.run())

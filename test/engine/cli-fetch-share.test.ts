@@ -15,11 +15,11 @@ import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
-import DHT from 'bittorrent-dht'
-import { Server as TrackerServer } from 'bittorrent-tracker'
+import type DHT from 'bittorrent-dht'
 import { DhtNode } from '../../gateway/engine/discovery/dht.ts'
 import { HOST, ltSeed, makeLtTorrent, waitUntil } from '../helpers/interop.ts'
 import { type LtSession, startLibtorrent } from '../helpers/libtorrent.ts'
+import { closeTracker, destroyDht, startPrivateDht, startTracker } from '../helpers/local-discovery.ts'
 import { hashTree, sortedEntries, type TempDir, tempDir, writePayload } from '../helpers/payload.ts'
 
 const MIB = 1024 * 1024
@@ -71,6 +71,13 @@ function cli(args: string[]): Cli {
   }
 }
 
+/** `codex-bt torrent create` of `path` into `out` (64 KiB pieces); returns the magnet it prints. */
+async function createTorrent(path: string, out: string, version: 'v2' | 'hybrid'): Promise<string> {
+  const create = cli(['torrent', 'create', path, '-o', out, '--version', version, '--piece-length', '65536'])
+  assert.equal(await create.exit(20_000), 0, create.stderr())
+  return create.stdout().trim()
+}
+
 /** Waits for `share` to print its `seeding <hash> on host:port` line; returns the port. */
 async function sharePort(share: Cli): Promise<number> {
   let port = 0
@@ -113,19 +120,7 @@ describe('codex-bt fetch / share (processes)', { timeout: 85_000 }, () => {
       ],
     })
     const torrent = join(dir, 'pair.torrent')
-    const create = cli([
-      'torrent',
-      'create',
-      payload.path,
-      '-o',
-      torrent,
-      '--version',
-      'v2',
-      '--piece-length',
-      '65536',
-    ])
-    assert.equal(await create.exit(20_000), 0, create.stderr())
-    const magnet = create.stdout().trim()
+    const magnet = await createTorrent(payload.path, torrent, 'v2')
     assert.match(magnet, /^magnet:\?xt=urn:btmh:1220/)
     assert.doesNotMatch(magnet, /btih/, 'v2 only')
 
@@ -254,44 +249,14 @@ describe('codex-bt fetch / share (processes)', { timeout: 85_000 }, () => {
       size: 3 * MIB + 3,
     })
     const torrent = join(dir, 'found.torrent')
-    const create = cli([
-      'torrent',
-      'create',
-      payload.path,
-      '-o',
-      torrent,
-      '--version',
-      'hybrid',
-      '--piece-length',
-      '65536',
-    ])
-    assert.equal(await create.exit(20_000), 0, create.stderr())
-    const magnet = create.stdout().trim()
+    const magnet = await createTorrent(payload.path, torrent, 'hybrid')
 
-    const tracker = new TrackerServer({ http: true, udp: false, ws: false, stats: false, interval: 2000 })
-    tracker.on('warning', () => {})
-    tracker.on('error', () => {})
-    await new Promise<void>((r) => tracker.listen(0, HOST, () => r()))
-    const a = tracker.http!.address()
-    const url = `http://${HOST}:${typeof a === 'object' && a ? a.port : 0}/announce`
+    const { server: tracker, url } = await startTracker('http')
     const network: DHT[] = []
     let probe: DhtNode | undefined
     const shares: Cli[] = []
     try {
-      for (let i = 0; i < 4; i++) {
-        const d = new DHT({ bootstrap: false, host: false })
-        d.on('warning', () => {})
-        d.on('error', () => {})
-        d.listen(0, HOST)
-        network.push(d)
-      }
-      await Promise.all(
-        network.map((d) =>
-          d.listening ? undefined : new Promise<void>((r) => d.once('listening', () => r())),
-        ),
-      )
-      for (const x of network)
-        for (const y of network) if (x !== y) x.addNode({ host: HOST, port: y.address().port })
+      network.push(...(await startPrivateDht(4)))
       const bootstrap = network.flatMap((d) => ['--dht-bootstrap', `${HOST}:${d.address().port}`])
 
       // Tracker only.
@@ -363,8 +328,8 @@ describe('codex-bt fetch / share (processes)', { timeout: 85_000 }, () => {
     } finally {
       for (const s of shares) s.proc.kill('SIGKILL')
       await probe?.stop().catch(() => {})
-      await Promise.all(network.map((d) => new Promise<void>((r) => d.destroy(() => r()))))
-      await new Promise<void>((r) => tracker.close(() => r()))
+      await destroyDht(network)
+      await closeTracker(tracker)
     }
   })
 

@@ -14,8 +14,8 @@ import assert from 'node:assert/strict'
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
-import DHT from 'bittorrent-dht'
-import { Server as TrackerServer } from 'bittorrent-tracker'
+import type DHT from 'bittorrent-dht'
+import type { Server as TrackerServer } from 'bittorrent-tracker'
 import { FsPieceStore } from '../../adapters/fs-store.ts'
 import { MemoryPieceStore } from '../../adapters/memory-store.ts'
 import { DhtNode } from '../../gateway/engine/discovery/dht.ts'
@@ -31,37 +31,10 @@ import {
   waitUntil,
 } from '../helpers/interop.ts'
 import { type LtSession, startLibtorrent } from '../helpers/libtorrent.ts'
+import { closeTracker, destroyDht, startPrivateDht, startTracker } from '../helpers/local-discovery.ts'
 import { sortedEntries, type TempDir, tempDir } from '../helpers/payload.ts'
 
 const MIB = 1024 * 1024
-
-async function startTracker(kind: 'http' | 'udp'): Promise<{ server: TrackerServer; url: string }> {
-  const server = new TrackerServer({
-    http: kind === 'http',
-    udp: kind === 'udp',
-    ws: false,
-    stats: false,
-    interval: 2000,
-  })
-  server.on('warning', () => {})
-  server.on('error', () => {})
-  await new Promise<void>((resolve) =>
-    kind === 'http'
-      ? server.listen(0, HOST, resolve)
-      : // udp6 bound to the IPv4-mapped loopback address: nothing leaves 127.0.0.1
-        server.listen(0, { udp: HOST, udp6: '::ffff:127.0.0.1' }, resolve),
-  )
-  if (kind === 'http') {
-    const a = server.http!.address()
-    const port = typeof a === 'object' && a ? a.port : 0
-    return { server, url: `http://${HOST}:${port}/announce` }
-  }
-  return { server, url: `udp://${HOST}:${server.udp4!.address().port}` }
-}
-
-function closeTracker(server: TrackerServer): Promise<void> {
-  return new Promise((r) => server.close(() => r()))
-}
 
 /** Peers the tracker knows in the swarm `hexHash` (seeders + leechers). */
 function swarmSize(server: TrackerServer, hexHash: string): Promise<number> {
@@ -134,20 +107,7 @@ describe('interop: peer discovery as the only peer source', { timeout: 85_000 },
     const nodes: DhtNode[] = []
     const sessions: Session[] = []
     try {
-      for (let i = 0; i < 4; i++) {
-        const d = new DHT({ bootstrap: false, host: false })
-        d.on('warning', () => {})
-        d.on('error', () => {})
-        d.listen(0, HOST)
-        network.push(d)
-      }
-      await Promise.all(
-        network.map((d) =>
-          d.listening ? undefined : new Promise<void>((r) => d.once('listening', () => r())),
-        ),
-      )
-      for (const a of network)
-        for (const b of network) if (a !== b) a.addNode({ host: HOST, port: b.address().port })
+      network.push(...(await startPrivateDht(4)))
       const bootstrap = network.map((d) => `${HOST}:${d.address().port}`)
       const startNode = async (): Promise<DhtNode> => {
         const n = new DhtNode({ bootstrap, host: HOST, port: 0, queryTimeoutMs: 500 })
@@ -197,7 +157,7 @@ describe('interop: peer discovery as the only peer source', { timeout: 85_000 },
     } finally {
       for (const s of sessions) await s.stop()
       for (const n of nodes) await n.stop()
-      await Promise.all(network.map((d) => new Promise<void>((r) => d.destroy(() => r()))))
+      await destroyDht(network)
     }
   })
 

@@ -9,6 +9,7 @@
  * - `startPrometheus()`: a real Prometheus server (`/usr/bin/prometheus`) scraping given targets
  *   every second, queried through its HTTP API, stopped by PID.
  */
+import assert from 'node:assert/strict'
 import { type ChildProcess, spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { createSocket } from 'node:dgram'
@@ -20,10 +21,10 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { SeedResult, TorrentDetails, TorrentSummary } from '../../gateway/http/service.ts'
 import { toHex } from '../../gateway/protocol/hex.ts'
-import { api, waitUntil } from './gateway-process.ts'
+import { api, type GatewayProcess, startGatewayProcess, waitUntil } from './gateway-process.ts'
 import { type LtMadeTorrent, ltSeed, makeLtTorrent } from './interop.ts'
-import type { LtSession } from './libtorrent.ts'
-import type { PayloadSpec } from './payload.ts'
+import { type LtSession, type LtStatus, startLibtorrent } from './libtorrent.ts'
+import { type PayloadSpec, type TempDir, tempDir } from './payload.ts'
 
 export const LOOPBACK = '127.0.0.1'
 export const CLI_BIN = fileURLToPath(new URL('../../gateway/cli/bin.ts', import.meta.url))
@@ -61,6 +62,60 @@ export async function freePort(): Promise<number> {
     if (await udpFree(port)) return port
   }
   throw new Error('no port free for both TCP and UDP on 127.0.0.1')
+}
+
+// ---------------------------------------------------------------------------------- suites
+
+/** What most service suites start: a temp dir, a libtorrent session and a gateway on `tmp/gw`. */
+export interface ServiceSuite {
+  readonly tmp: TempDir
+  readonly lt: LtSession
+  readonly gw: GatewayProcess
+}
+
+/** Starts a {@link ServiceSuite} (gateway environment `env`); on failure, stops what it started. */
+export async function startServiceSuite(
+  tmpPrefix: string,
+  env: Record<string, string> = {},
+): Promise<ServiceSuite> {
+  const tmp = await tempDir(tmpPrefix)
+  let lt: LtSession | undefined
+  try {
+    lt = await startLibtorrent()
+    const gw = await startGatewayProcess({ dataDir: join(tmp.path, 'gw'), env })
+    return { tmp, lt, gw }
+  } catch (e) {
+    await lt?.close()
+    await tmp.cleanup()
+    throw e
+  }
+}
+
+/** Stops what {@link startServiceSuite} started (parts may be missing); the gateway must exit 0. */
+export async function stopServiceSuite({ tmp, lt, gw }: Partial<ServiceSuite>): Promise<void> {
+  const code = await gw?.stop()
+  await lt?.close()
+  await tmp?.cleanup()
+  assert.equal(code, 0, 'the gateway stops cleanly on SIGTERM')
+}
+
+/**
+ * A fresh libtorrent session downloads `source` (a .torrent file or a magnet) into `savePath` from
+ * the peer on 127.0.0.1:`peerPort` until it seeds; the session is closed either way.
+ */
+export async function leechWithLibtorrent(
+  source: { readonly torrent: string } | { readonly magnet: string },
+  savePath: string,
+  peerPort: number,
+  timeoutMs: number,
+): Promise<LtStatus> {
+  const leecher = await startLibtorrent()
+  try {
+    const h = await leecher.add({ ...source, savePath, peers: [`${LOOPBACK}:${peerPort}`] })
+    return await leecher.waitFor(h, (s) => s.is_seeding, { timeoutMs })
+  } finally {
+    await leecher.close()
+  }
 }
 
 // ---------------------------------------------------------------------------- torrents, API

@@ -23,6 +23,7 @@ import {
 } from '../../gateway/protocol/hashers.ts'
 import { toHex } from '../../gateway/protocol/hex.ts'
 import { merkleRoot, pieceLayer } from '../../gateway/protocol/merkle.ts'
+import { mulberry32 as prng } from '../helpers/prng.ts'
 import { RefTree, refBytes, refLeaves, refPieceLayer, refSha256 } from './merkle-reference.ts'
 
 const KiB = 1024
@@ -39,18 +40,6 @@ function refPieces(space: Uint8Array, pieceLength: number): Buffer {
     out.push(refSha1(space.subarray(off, Math.min(off + pieceLength, space.byteLength))))
   }
   return Buffer.concat(out)
-}
-
-/** Small deterministic PRNG (mulberry32) for chunk sizes and orders. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
 }
 
 function shuffled(n: number, seed: number): number[] {

@@ -19,18 +19,21 @@ import { after, before, describe, test } from 'node:test'
 import type { TorrentDetails, TorrentSummary } from '../../gateway/http/service.ts'
 import { toHex } from '../../gateway/protocol/hex.ts'
 import { parseTorrent } from '../../gateway/protocol/metainfo.ts'
-import { api, type GatewayProcess, startGatewayProcess, waitUntil } from '../helpers/gateway-process.ts'
-import { type LtSession, startLibtorrent } from '../helpers/libtorrent.ts'
-import { hashTree, type PayloadSpec, sortedEntries, type TempDir, tempDir } from '../helpers/payload.ts'
+import { api, type GatewayProcess, waitUntil } from '../helpers/gateway-process.ts'
+import type { LtSession } from '../helpers/libtorrent.ts'
+import { hashTree, type PayloadSpec, sortedEntries, type TempDir } from '../helpers/payload.ts'
 import {
   type AddJson,
   codexDatasets,
   codexDownload,
   codexUpload,
+  leechWithLibtorrent,
   type SeededTorrent,
   type SeedJson,
   seedWithLibtorrent,
   sha256,
+  startServiceSuite,
+  stopServiceSuite,
   waitArchived,
 } from '../helpers/service-e2e.ts'
 
@@ -68,9 +71,7 @@ describe('HTTP API end to end: a real gateway process, libtorrent peers, the loc
   let unrelatedCid: string
 
   before(async () => {
-    tmp = await tempDir('codex-bt-service-api-')
-    seeder = await startLibtorrent()
-    gw = await startGatewayProcess({ dataDir: join(tmp.path, 'gw') })
+    ;({ tmp, lt: seeder, gw } = await startServiceSuite('codex-bt-service-api-'))
     // Rate-limited (≈ 2.5 s for the payload) so the test can watch the archive progress.
     t1 = await seedWithLibtorrent(seeder, join(tmp.path, 't1'), ALBUM, 'v1', { uploadLimit: 400 * KIB })
     t2 = await seedWithLibtorrent(seeder, join(tmp.path, 't2'), ALBUM, 'hybrid')
@@ -83,12 +84,7 @@ describe('HTTP API end to end: a real gateway process, libtorrent peers, the loc
     unrelatedCid = await codexUpload(gw.codexUrl, randomBytes(50_000), 'unrelated.bin')
   })
 
-  after(async () => {
-    const code = await gw?.stop()
-    await seeder?.close()
-    await tmp?.cleanup()
-    assert.equal(code, 0, 'the gateway stops cleanly on SIGTERM')
-  })
+  after(() => stopServiceSuite({ tmp, lt: seeder, gw }))
 
   async function assertCodexHoldsFiles(t: SeededTorrent, d: TorrentDetails): Promise<void> {
     const single = d.files.length === 1 && d.files[0]!.path === d.name
@@ -338,18 +334,13 @@ describe('HTTP API end to end: a real gateway process, libtorrent peers, the loc
       [['clip.bin', payload.length, seededCid]],
     )
 
-    const leecher = await startLibtorrent()
-    try {
-      const h = await leecher.add({
-        magnet: seeded.magnet,
-        savePath: join(tmp.path, 'leech-seed'),
-        peers: [`127.0.0.1:${gw.peerPort}`],
-      })
-      const st = await leecher.waitFor(h, (s) => s.is_seeding, { timeoutMs: 40_000 })
-      assert.equal(st.errc, null)
-    } finally {
-      await leecher.close()
-    }
+    const st = await leechWithLibtorrent(
+      { magnet: seeded.magnet },
+      join(tmp.path, 'leech-seed'),
+      gw.peerPort,
+      40_000,
+    )
+    assert.equal(st.errc, null)
     const got = await readFile(join(tmp.path, 'leech-seed', 'clip.bin'))
     assert.equal(sha256(got), sha256(payload), 'libtorrent got the Codex bytes')
   })
@@ -425,17 +416,7 @@ describe('HTTP API end to end: a real gateway process, libtorrent peers, the loc
     )
 
     // The hybrid torrent (same files) is still served to peers.
-    const leecher = await startLibtorrent()
-    try {
-      const h = await leecher.add({
-        torrent: t2.torrentPath,
-        savePath: join(tmp.path, 'leech-t2'),
-        peers: [`127.0.0.1:${gw.peerPort}`],
-      })
-      await leecher.waitFor(h, (s) => s.is_seeding, { timeoutMs: 40_000 })
-    } finally {
-      await leecher.close()
-    }
+    await leechWithLibtorrent({ torrent: t2.torrentPath }, join(tmp.path, 'leech-t2'), gw.peerPort, 40_000)
     assert.deepEqual(
       sortedEntries(await hashTree(join(tmp.path, 'leech-t2'), 'album')),
       sortedEntries(t2.payload.hashes),

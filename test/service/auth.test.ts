@@ -13,9 +13,9 @@ import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import type { TorrentDetails } from '../../gateway/http/service.ts'
-import { api, type GatewayProcess, startGatewayProcess } from '../helpers/gateway-process.ts'
-import { type LtSession, startLibtorrent } from '../helpers/libtorrent.ts'
-import { type TempDir, tempDir } from '../helpers/payload.ts'
+import { api, type GatewayProcess } from '../helpers/gateway-process.ts'
+import type { LtSession } from '../helpers/libtorrent.ts'
+import type { TempDir } from '../helpers/payload.ts'
 import {
   type AddJson,
   codexDatasets,
@@ -25,6 +25,8 @@ import {
   type SeededTorrent,
   type SeedJson,
   seedWithLibtorrent,
+  startServiceSuite,
+  stopServiceSuite,
   waitArchived,
 } from '../helpers/service-e2e.ts'
 
@@ -49,9 +51,7 @@ describe('API auth with CODEX_BT_API_TOKEN: a real gateway process', { timeout: 
   let dataCid: string
 
   before(async () => {
-    tmp = await tempDir('codex-bt-service-auth-')
-    lt = await startLibtorrent()
-    gw = await startGatewayProcess({ dataDir: join(tmp.path, 'gw'), env: { CODEX_BT_API_TOKEN: TOKEN } })
+    ;({ tmp, lt, gw } = await startServiceSuite('codex-bt-service-auth-', { CODEX_BT_API_TOKEN: TOKEN }))
     archived = await seedWithLibtorrent(
       lt,
       join(tmp.path, 'a'),
@@ -76,12 +76,7 @@ describe('API auth with CODEX_BT_API_TOKEN: a real gateway process', { timeout: 
     dataCid = await codexUpload(gw.codexUrl, randomBytes(40_000), 'data.bin')
   })
 
-  after(async () => {
-    const code = await gw?.stop()
-    await lt?.close()
-    await tmp?.cleanup()
-    assert.equal(code, 0)
-  })
+  after(() => stopServiceSuite({ tmp, lt, gw }))
 
   function attempts(): Attempt[] {
     const form = new FormData()

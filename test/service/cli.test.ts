@@ -23,6 +23,7 @@ import {
   codexUpload,
   freePort,
   killCliProcesses,
+  leechWithLibtorrent,
   runCli,
   type SeededTorrent,
   seedWithLibtorrent,
@@ -161,17 +162,7 @@ describe('codex-bt CLI against running gateways', { timeout: 90_000 }, () => {
     assert.equal(r.code, 0, r.stderr)
     const magnet = r.stdout.toString().trim()
     assert.match(magnet, /^magnet:\?xt=urn:btih:[0-9a-f]{40}&xt=urn:btmh:1220[0-9a-f]{64}&dn=talk\.ogg/)
-    const leecher = await startLibtorrent()
-    try {
-      const h = await leecher.add({
-        magnet,
-        savePath: join(tmp.path, 'seeded'),
-        peers: [`127.0.0.1:${a.peerPort}`],
-      })
-      await leecher.waitFor(h, (s) => s.is_seeding, { timeoutMs: 30_000 })
-    } finally {
-      await leecher.close()
-    }
+    await leechWithLibtorrent({ magnet }, join(tmp.path, 'seeded'), a.peerPort, 30_000)
     assert.equal(sha256(await readFile(join(tmp.path, 'seeded', 'talk.ogg'))), sha256(payload))
   })
 
@@ -186,17 +177,7 @@ describe('codex-bt CLI against running gateways', { timeout: 90_000 }, () => {
     assert.equal(again.code, 0, again.stderr)
     assert.equal((JSON.parse(again.stdout.toString()) as { created: boolean }).created, false)
 
-    const leecher = await startLibtorrent()
-    try {
-      const h = await leecher.add({
-        torrent: t.torrentPath,
-        savePath: join(tmp.path, 'from-b'),
-        peers: [`127.0.0.1:${b.peerPort}`],
-      })
-      await leecher.waitFor(h, (s) => s.is_seeding, { timeoutMs: 30_000 })
-    } finally {
-      await leecher.close()
-    }
+    await leechWithLibtorrent({ torrent: t.torrentPath }, join(tmp.path, 'from-b'), b.peerPort, 30_000)
     assert.deepEqual(
       sortedEntries(await hashTree(join(tmp.path, 'from-b'), 'cli-set')),
       sortedEntries(t.payload.hashes),

@@ -13,9 +13,9 @@ import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { ERROR_CATALOGUE, isGatewayErrorCode } from '../../gateway/http/errors.ts'
 import type { TorrentDetails } from '../../gateway/http/service.ts'
-import { api, type GatewayProcess, startGatewayProcess } from '../helpers/gateway-process.ts'
-import { type LtSession, startLibtorrent } from '../helpers/libtorrent.ts'
-import { type TempDir, tempDir } from '../helpers/payload.ts'
+import { api, type GatewayProcess } from '../helpers/gateway-process.ts'
+import type { LtSession } from '../helpers/libtorrent.ts'
+import type { TempDir } from '../helpers/payload.ts'
 import {
   type AddJson,
   codexDatasets,
@@ -24,6 +24,8 @@ import {
   listSnapshot,
   type SeededTorrent,
   seedWithLibtorrent,
+  startServiceSuite,
+  stopServiceSuite,
   waitArchived,
 } from '../helpers/service-e2e.ts'
 
@@ -62,12 +64,9 @@ describe('bad inputs: documented 4xx with stable codes, nothing changes (real ga
   let openapi: OpenApiDoc
 
   before(async () => {
-    tmp = await tempDir('codex-bt-service-errors-')
-    lt = await startLibtorrent()
-    gw = await startGatewayProcess({
-      dataDir: join(tmp.path, 'gw'),
-      env: { CODEX_BT_BODY_LIMIT_BYTES: String(BODY_LIMIT) },
-    })
+    ;({ tmp, lt, gw } = await startServiceSuite('codex-bt-service-errors-', {
+      CODEX_BT_BODY_LIMIT_BYTES: String(BODY_LIMIT),
+    }))
     good = await seedWithLibtorrent(
       lt,
       join(tmp.path, 'good'),
@@ -82,12 +81,7 @@ describe('bad inputs: documented 4xx with stable codes, nothing changes (real ga
     openapi = (await api<OpenApiDoc>(gw.apiUrl, 'GET', '/openapi.json')).body
   })
 
-  after(async () => {
-    const code = await gw?.stop()
-    await lt?.close()
-    await tmp?.cleanup()
-    assert.equal(code, 0)
-  })
+  after(() => stopServiceSuite({ tmp, lt, gw }))
 
   function cases(): Case[] {
     const json = (v: unknown): { body: string; contentType: string } => ({

@@ -12,15 +12,18 @@
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
-import { api, type GatewayProcess, startGatewayProcess, waitUntil } from '../helpers/gateway-process.ts'
-import { type LtSession, startLibtorrent } from '../helpers/libtorrent.ts'
-import { type TempDir, tempDir } from '../helpers/payload.ts'
+import { api, type GatewayProcess, waitUntil } from '../helpers/gateway-process.ts'
+import type { LtSession } from '../helpers/libtorrent.ts'
+import type { TempDir } from '../helpers/payload.ts'
 import {
   type AddJson,
+  leechWithLibtorrent,
   type PrometheusServer,
   type SeededTorrent,
   seedWithLibtorrent,
   startPrometheus,
+  startServiceSuite,
+  stopServiceSuite,
   waitArchived,
 } from '../helpers/service-e2e.ts'
 
@@ -39,9 +42,7 @@ describe('Prometheus scrapes a real gateway: PromQL returns the expected values 
   let fileCount: number
 
   before(async () => {
-    tmp = await tempDir('codex-bt-service-prom-')
-    lt = await startLibtorrent()
-    gw = await startGatewayProcess({ dataDir: join(tmp.path, 'gw') })
+    ;({ tmp, lt, gw } = await startServiceSuite('codex-bt-service-prom-'))
     prom = await startPrometheus({
       dir: join(tmp.path, 'prom'),
       job: JOB,
@@ -67,11 +68,8 @@ describe('Prometheus scrapes a real gateway: PromQL returns the expected values 
 
   after(async () => {
     const promCode = await prom?.stop()
-    const gwCode = await gw?.stop()
-    await lt?.close()
-    await tmp?.cleanup()
+    await stopServiceSuite({ tmp, lt, gw })
     assert.equal(promCode, 0, 'prometheus exits cleanly on SIGTERM')
-    assert.equal(gwCode, 0)
   })
 
   /** The single sample of `expr`, once `pred` holds for it (Prometheus scrapes every second). */
@@ -110,17 +108,7 @@ describe('Prometheus scrapes a real gateway: PromQL returns the expected values 
     assert.equal(d.pieceCount, t.pieceCount)
 
     // A libtorrent leecher downloads the archived torrent from the gateway.
-    const leecher = await startLibtorrent()
-    try {
-      const h = await leecher.add({
-        torrent: t.torrentPath,
-        savePath: join(tmp.path, 'leech'),
-        peers: [`127.0.0.1:${gw.peerPort}`],
-      })
-      await leecher.waitFor(h, (s) => s.is_seeding, { timeoutMs: 30_000 })
-    } finally {
-      await leecher.close()
-    }
+    await leechWithLibtorrent({ torrent: t.torrentPath }, join(tmp.path, 'leech'), gw.peerPort, 30_000)
 
     const at = `job="${JOB}"`
     const id = `info_hash="${t.id}"`

@@ -8,6 +8,7 @@
  */
 
 import { isIPv4, isIPv6 } from 'node:net'
+import { ipv4ToBytes, ipv4ToText, ipv6ToBytes, ipv6ToText, isIPv4Mapped } from '../../protocol/ip-address.ts'
 import { DiscoveryError, type PeerAddress } from './peer-source.ts'
 
 /** Address family of a compact list. */
@@ -92,7 +93,7 @@ export function partitionByFamily(peers: readonly PeerAddress[]): {
 export function formatIPv4(addr: Uint8Array): string {
   if (addr.byteLength !== 4)
     throw new CompactPeerError(`IPv4 address must be 4 bytes, got ${addr.byteLength}`)
-  return `${addr[0]}.${addr[1]}.${addr[2]}.${addr[3]}`
+  return ipv4ToText(addr)
 }
 
 /**
@@ -102,67 +103,20 @@ export function formatIPv4(addr: Uint8Array): string {
 export function formatIPv6(addr: Uint8Array): string {
   if (addr.byteLength !== 16)
     throw new CompactPeerError(`IPv6 address must be 16 bytes, got ${addr.byteLength}`)
-  const groups: number[] = []
-  for (let i = 0; i < 16; i += 2) groups.push((addr[i]! << 8) | addr[i + 1]!)
-  const mapped = groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff
-  if (mapped) return `::ffff:${formatIPv4(addr.subarray(12, 16))}`
-  let bestStart = -1
-  let bestLen = 0
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++
-      continue
-    }
-    let j = i
-    while (j < 8 && groups[j] === 0) j++
-    if (j - i > bestLen) {
-      bestStart = i
-      bestLen = j - i
-    }
-    i = j
-  }
-  const hex = groups.map((g) => g.toString(16))
-  if (bestLen < 2) return hex.join(':')
-  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`
+  if (isIPv4Mapped(addr)) return `::ffff:${ipv4ToText(addr.subarray(12, 16))}`
+  return ipv6ToText(addr)
 }
 
 /** 4 bytes of a dotted-quad IPv4 literal. */
 export function parseIPv4(host: string): Uint8Array {
-  if (!isIPv4(host)) throw new CompactPeerError(`not an IPv4 address: ${JSON.stringify(host)}`)
-  return Uint8Array.from(host.split('.').map((part) => Number(part)))
+  const bytes = ipv4ToBytes(host)
+  if (bytes === undefined) throw new CompactPeerError(`not an IPv4 address: ${JSON.stringify(host)}`)
+  return bytes
 }
 
 /** 16 bytes of an IPv6 literal (`::` compression and a dotted IPv4 tail allowed, no zone id). */
 export function parseIPv6(host: string): Uint8Array {
-  if (!isIPv6(host) || host.includes('%')) {
-    throw new CompactPeerError(`not an IPv6 address: ${JSON.stringify(host)}`)
-  }
-  let text = host
-  const lastColon = text.lastIndexOf(':')
-  const last = text.slice(lastColon + 1)
-  if (last.includes('.')) {
-    // Dotted IPv4 tail (e.g. `::ffff:1.2.3.4`): rewrite it as two hex groups.
-    const v4 = parseIPv4(last)
-    const hi = ((v4[0]! << 8) | v4[1]!).toString(16)
-    const lo = ((v4[2]! << 8) | v4[3]!).toString(16)
-    text = `${text.slice(0, lastColon + 1)}${hi}:${lo}`
-  }
-  const parseGroups = (s: string): number[] =>
-    s === '' ? [] : s.split(':').map((g) => Number.parseInt(g, 16))
-  const halves = text.split('::')
-  const head = parseGroups(halves[0] ?? '')
-  const rest = parseGroups(halves[1] ?? '')
-  const groups =
-    halves.length > 1
-      ? [...head, ...new Array<number>(Math.max(0, 8 - head.length - rest.length)).fill(0), ...rest]
-      : head
-  if (groups.length !== 8 || groups.some((g) => !Number.isInteger(g) || g < 0 || g > 0xffff)) {
-    throw new CompactPeerError(`not an IPv6 address: ${JSON.stringify(host)}`)
-  }
-  const out = new Uint8Array(16)
-  groups.forEach((g, i) => {
-    out[i * 2] = g >> 8
-    out[i * 2 + 1] = g & 0xff
-  })
-  return out
+  const bytes = ipv6ToBytes(host)
+  if (bytes === undefined) throw new CompactPeerError(`not an IPv6 address: ${JSON.stringify(host)}`)
+  return bytes
 }

@@ -28,6 +28,7 @@ import {
   isDict,
 } from '../../protocol/bencode.ts'
 import { toHex } from '../../protocol/hex.ts'
+import { ipv4ToBytes } from '../../protocol/ip-address.ts'
 import { decodeCompactPeers } from './compact.ts'
 import { DiscoveryError, type PeerAddress } from './peer-source.ts'
 import {
@@ -98,12 +99,6 @@ function parseHttpUrl(url: string): URL {
 export const MAX_TRACKER_REDIRECTS = 5
 const REDIRECT_STATUS = new Set([301, 302, 303, 307, 308])
 
-/** IPv4 literal → its four octets, else undefined. */
-function ipv4Octets(host: string): number[] | undefined {
-  if (isIP(host) !== 4) return undefined
-  return host.split('.').map(Number)
-}
-
 /**
  * True for hosts on this machine or a local network (loopback, RFC 1918, link-local, unspecified,
  * IPv6 ULA/link-local, IPv4-mapped forms of those, `localhost`). Names other than `localhost` are
@@ -113,9 +108,10 @@ export function isLocalHost(hostname: string): boolean {
   const host = hostname.replace(/^\[|\]$/g, '').toLowerCase()
   if (host === 'localhost' || host.endsWith('.localhost')) return true
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(host)
-  const v4 = ipv4Octets(mapped ? mapped[1]! : host)
+  const v4 = ipv4ToBytes(mapped ? mapped[1]! : host)
   if (v4) {
-    const [a, b] = v4 as [number, number]
+    const a = v4[0]!
+    const b = v4[1]!
     return (
       a === 127 ||
       a === 10 ||

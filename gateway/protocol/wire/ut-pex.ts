@@ -6,8 +6,9 @@
  * PEX data is untrusted (BEP11 "Security Considerations"): the decoder drops port-0 contacts,
  * duplicates and contacts both added and dropped, and refuses lists above the caps.
  */
-import { isIPv4, isIPv6 } from 'node:net'
+import { isIPv6 } from 'node:net'
 import { dictBytes, encodeBencode, isDict } from '../bencode.ts'
+import { ipv4ToBytes, ipv4ToText, ipv6ToBytes, ipv6ToText } from '../ip-address.ts'
 import { decodeBencodePayload, fail, ok, type WireResult } from './errors.ts'
 
 /** BEP11 flag bits of `added.f` / `added6.f`. */
@@ -45,63 +46,16 @@ export interface PexMessage {
 // compact address helpers
 
 function ipv4Bytes(host: string): Uint8Array {
-  if (!isIPv4(host)) throw new RangeError(`not an IPv4 address: ${host}`)
-  return Uint8Array.from(host.split('.').map(Number))
+  const bytes = ipv4ToBytes(host)
+  if (bytes === undefined) throw new RangeError(`not an IPv4 address: ${host}`)
+  return bytes
 }
 
 function ipv6Bytes(host: string): Uint8Array {
-  if (!isIPv6(host)) throw new RangeError(`not an IPv6 address: ${host}`)
-  let text = host.split('%')[0] ?? ''
-  const groups: number[] = []
-  // embedded IPv4 tail (e.g. ::ffff:1.2.3.4)
-  const lastColon = text.lastIndexOf(':')
-  const tail = text.slice(lastColon + 1)
-  let v4tail: number[] = []
-  if (tail.includes('.')) {
-    v4tail = Array.from(ipv4Bytes(tail))
-    text = `${text.slice(0, lastColon + 1)}0:0`
-  }
-  const [head, rest] = text.split('::') as [string, string | undefined]
-  const parse = (s: string): number[] => (s === '' ? [] : s.split(':').map((g) => Number.parseInt(g, 16)))
-  const h = parse(head)
-  const r = rest === undefined ? [] : parse(rest)
-  const zeros = rest === undefined ? 0 : 8 - h.length - r.length
-  groups.push(...h, ...new Array<number>(zeros).fill(0), ...r)
-  const out = new Uint8Array(16)
-  groups.forEach((g, i) => {
-    out[i * 2] = g >> 8
-    out[i * 2 + 1] = g & 0xff
-  })
-  if (v4tail.length === 4) out.set(v4tail, 12)
-  return out
-}
-
-function ipv4Text(b: Uint8Array): string {
-  return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`
-}
-
-/** RFC 5952 text: lowercase, longest run (≥ 2) of zero groups compressed. */
-function ipv6Text(b: Uint8Array): string {
-  const groups: number[] = []
-  for (let i = 0; i < 8; i++) groups.push(((b[i * 2] ?? 0) << 8) | (b[i * 2 + 1] ?? 0))
-  let bestStart = -1
-  let bestLen = 0
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++
-      continue
-    }
-    let j = i
-    while (j < 8 && groups[j] === 0) j++
-    if (j - i > bestLen) {
-      bestStart = i
-      bestLen = j - i
-    }
-    i = j
-  }
-  const hex = groups.map((g) => g.toString(16))
-  if (bestLen < 2) return hex.join(':')
-  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`
+  // A zone id (`fe80::1%eth0`) is dropped: it means nothing to the receiver.
+  const bytes = isIPv6(host) ? ipv6ToBytes(host.split('%')[0] ?? '') : undefined
+  if (bytes === undefined) throw new RangeError(`not an IPv6 address: ${host}`)
+  return bytes
 }
 
 function encodeCompact(peers: readonly PexPeer[], v6: boolean): Uint8Array {
@@ -126,7 +80,8 @@ function decodeCompact(bytes: Uint8Array, flags: Uint8Array | undefined, v6: boo
     const e = bytes.subarray(i * size, (i + 1) * size)
     const port = ((e[size - 2] ?? 0) << 8) | (e[size - 1] ?? 0)
     if (port === 0) continue
-    const host = v6 ? ipv6Text(e) : ipv4Text(e)
+    const addr = e.subarray(0, size - 2)
+    const host = v6 ? ipv6ToText(addr) : ipv4ToText(addr)
     out.push({ host, port, flags: useFlags ? (flags[i] ?? 0) : 0 })
   }
   return out
