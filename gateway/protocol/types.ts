@@ -22,7 +22,7 @@ export const BLOCK_SIZE = 16 * 1024
  * read as zeros.
  */
 export interface FileEntry {
-  /** Path components below the torrent name (multi-file) or `[name]` (single file); validated. */
+  /** Path components below the torrent name (multi-file) or `[name]` (single file); sanitized like libtorrent (never empty, `.`, `..`, or containing `/`, `\\` or NUL). */
   readonly path: readonly string[]
   readonly length: number
   /** Byte offset of this entry in the linear piece space. */
