@@ -337,13 +337,24 @@ export class Gateway implements GatewayService {
       state: paused ? 'paused' : 'downloading',
       origin: 'ingest',
     })
+    // Codex cannot append, so a file is uploaded as its verified prefix grows and stays staged
+    // until its CID is known. When the torrent is large next to the staging budget, rarest-first
+    // order would complete prefixes late and push staging past its bound: pick pieces in file
+    // order instead (the archive only needs every piece; swarm-friendliness matters less here).
+    const sequential = metainfo.info.payloadLength > ingest.staging().limitBytes / 2
     const torrent = await session.addTorrent({
       metainfo,
       store: ingest.store,
       trackers: trackers.map((t) => [t]),
       peers,
       paused,
+      sequential,
     })
+    if (sequential)
+      this.log.info(
+        { torrent: torrent.id },
+        'large torrent for the staging budget: fetching pieces in file order',
+      )
     const job = this.#newJob('archive', torrent, original, trackers)
     void this.#runArchive(job)
     return job
