@@ -146,6 +146,14 @@ describe('Codex faults during ingest', () => {
       codex.node.faults.setQuota(space.quotaUsedBytes + 100 * KIB)
       await run.writeAll()
       await waitUntil(() => run.backend.uploadState() === 'paused-codex-unavailable', 'the pause')
+      // Uploads already in flight when the pause began may still reach the node: let the pause
+      // settle (two probes) before counting, then no NEW upload may start while paused.
+      const settle = codex.node.faults.requestCount({ method: 'GET', route: '/space' })
+      await waitUntil(
+        () => codex.node.faults.requestCount({ method: 'GET', route: '/space' }) >= settle + 2,
+        'the pause settles',
+      )
+      assert.equal(run.backend.uploadState(), 'paused-codex-unavailable', 'still paused')
       const posts = codex.node.faults.requestCount({ method: 'POST', route: '/data' })
       const probes = codex.node.faults.requestCount({ method: 'GET', route: '/space' })
       await waitUntil(
