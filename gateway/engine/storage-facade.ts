@@ -14,6 +14,7 @@
 
 import type { AbortOptions, TorrentInfo } from '../protocol/types.ts'
 import { BLOCK_SIZE } from '../protocol/types.ts'
+import { raceAbort } from './abort.ts'
 import { Bitfield, BitfieldError } from './bitfield.ts'
 import { PieceGeometry } from './piece-geometry.ts'
 import {
@@ -541,27 +542,5 @@ function wrap(error: unknown, operation: StorageOperation, piece: number | undef
   return new StorageError('GW_ERR_STORAGE_IO', operation, `${operation} failed: ${message}`, {
     piece,
     cause: error,
-  })
-}
-
-/** `promise`, but rejecting with the signal's reason as soon as it aborts (hook removed after). */
-function raceAbort<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (signal === undefined) return promise
-  if (signal.aborted) {
-    promise.catch(noop)
-    return Promise.reject(signal.reason)
-  }
-  return new Promise<T>((resolve, reject) => {
-    const unhook = onAbort(signal, () => reject(signal.reason))
-    promise.then(
-      (value) => {
-        unhook()
-        resolve(value)
-      },
-      (error: unknown) => {
-        unhook()
-        reject(error)
-      },
-    )
   })
 }
